@@ -1,0 +1,245 @@
+"""Roster sync throughput, platform writes and memory, against floors from the same run.
+
+    python benchmarks/roster_sync.py [--rows 100000] [--million-rows 1000000]
+
+Builds an HRIS export, then measures, each phase in its own process so that each
+peak RSS is its own:
+
+- floor: parsing the CSV and bulk-inserting the same rows with SQLAlchemy Core;
+- parse-and-hash floor: parsing the CSV and hashing every row;
+- full sync into empty databases, a no-change re-sync, and a 1%-change re-sync;
+- a full sync of ``--million-rows`` rows (0 to skip), for its peak RSS.
+
+The last line of output is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "examples"))
+sys.path.insert(0, str(REPO / "src"))
+
+JOB = "example-corp-roster"
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# -- phases, each run in a child process ---------------------------------------
+
+
+def phase_floor(root: Path) -> dict[str, Any]:
+    """Parse the export and bulk-insert every row with SQLAlchemy Core."""
+    from sqlalchemy import Column, MetaData, String, Table
+
+    from microcred_sync.sqlutil import make_engine
+
+    export = next((root / "inbox").glob("*.csv"))
+    engine = make_engine(f"sqlite:///{root / 'floor.db'}")
+    started = time.perf_counter()
+    with export.open(encoding="utf-8-sig", newline="") as stream:
+        reader = csv.reader(stream)
+        header = next(reader)
+        table = Table(
+            "roster", MetaData(), *[Column(f"c{i}", String) for i in range(len(header))]
+        )
+        table.metadata.create_all(engine)
+        rows = 0
+        with engine.begin() as connection:
+            batch: list[dict[str, str]] = []
+            for cells in reader:
+                batch.append(
+                    {
+                        f"c{i}": cell.strip()
+                        for i, cell in enumerate(cells[: len(header)])
+                    }
+                )
+                if len(batch) == 1000:
+                    connection.execute(table.insert(), batch)
+                    rows += len(batch)
+                    batch = []
+            if batch:
+                connection.execute(table.insert(), batch)
+                rows += len(batch)
+    seconds = time.perf_counter() - started
+    engine.dispose()
+    return {"seconds": seconds, "rows": rows, "peak_rss_mb": _peak_rss_mb()}
+
+
+def phase_parse_hash(root: Path) -> dict[str, Any]:
+    """Parse the export and hash every row: the least a no-change re-sync must do."""
+    export = next((root / "inbox").glob("*.csv"))
+    started = time.perf_counter()
+    rows = 0
+    with export.open(encoding="utf-8-sig", newline="") as stream:
+        reader = csv.reader(stream)
+        next(reader)
+        for cells in reader:
+            digest = hashlib.blake2b(digest_size=16)
+            for cell in cells:
+                digest.update(cell.strip().encode())
+            digest.hexdigest()
+            rows += 1
+    return {
+        "seconds": time.perf_counter() - started,
+        "rows": rows,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def phase_sync(root: Path) -> dict[str, Any]:
+    """One roster run of the example job, through the library."""
+    from microcred_sync.project import load_project
+    from microcred_sync.settings import Settings
+    from microcred_sync.sync.roster import RunOptions, run_roster
+
+    project = load_project(Settings(root=root))
+    started = time.perf_counter()
+    outcome = run_roster(project, JOB, RunOptions(allow_mass_deprovision=True))
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "rows": outcome.stats.read,
+        "status": outcome.status,
+        "writes": outcome.platform_writes,
+        "counts": outcome.stats.counts.by_kind,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+PHASES = {"floor": phase_floor, "parse_hash": phase_parse_hash, "sync": phase_sync}
+
+
+# -- the driver ------------------------------------------------------------------
+
+
+def _child(phase: str, root: Path) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--phase", phase, "--root", str(root)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"phase {phase} failed:\n{result.stderr[-3000:]}")
+    figures: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def _project(work: Path, rows: int, name: str) -> Path:
+    from make_hris_export import write_export
+
+    root = work / name
+    for folder in ("config", "connectors", "mappings", "scheduler"):
+        shutil.copytree(REPO / folder, root / folder)
+    connector = root / "connectors" / "example-corp-hris.yaml"
+    connector.write_text(
+        connector.read_text(encoding="utf-8").replace(
+            "examples/example-corp/inbox/hris-export-*.csv", "inbox/*.csv"
+        ),
+        encoding="utf-8",
+    )
+    (root / "inbox").mkdir()
+    write_export(root / "inbox" / "hris-export.csv", rows, seed=11, bad_rows=False)
+    return root
+
+
+def _change_one_percent(root: Path) -> int:
+    """Rewrite the export with every 100th employee's job title changed."""
+    export = root / "inbox" / "hris-export.csv"
+    changed_path = export.with_suffix(".tmp")
+    changed = 0
+    with (
+        export.open(encoding="utf-8-sig", newline="") as source,
+        changed_path.open("w", encoding="utf-8-sig", newline="") as target,
+    ):
+        reader, writer = csv.reader(source), csv.writer(target, lineterminator="\r\n")
+        header = next(reader)
+        writer.writerow(header)
+        title = header.index("Job Title")
+        for number, cells in enumerate(reader):
+            if number % 100 == 0:
+                cells[title] = cells[title] + " II"
+                changed += 1
+            writer.writerow(cells)
+    changed_path.replace(export)
+    return changed
+
+
+def _rate(figures: dict[str, Any]) -> float:
+    return round(figures["rows"] / figures["seconds"], 1)
+
+
+def drive(rows: int, million_rows: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="roster-bench-") as folder:
+        work = Path(folder)
+        root = _project(work, rows, "main")
+        floor = _child("floor", root)
+        parse_hash = _child("parse_hash", root)
+        full = _child("sync", root)
+        nochange = _child("sync", root)
+        changed_rows = _change_one_percent(root)
+        change = _child("sync", root)
+        million: dict[str, Any] | None = None
+        if million_rows:
+            shutil.rmtree(root)
+            big = _project(work, million_rows, "million")
+            million = _child("sync", big)
+    report: dict[str, Any] = {
+        "rows": rows,
+        "floor_rows_per_s": _rate(floor),
+        "parse_hash_rows_per_s": _rate(parse_hash),
+        "full_sync_rows_per_s": _rate(full),
+        "full_sync_ratio": round(full["seconds"] / floor["seconds"], 2),
+        "full_sync_writes": full["writes"],
+        "nochange_rows_per_s": _rate(nochange),
+        "nochange_ratio": round(nochange["seconds"] / parse_hash["seconds"], 2),
+        "nochange_writes": nochange["writes"],
+        "change_rows": changed_rows,
+        "change_rows_per_s": _rate(change),
+        "change_ratio": round(change["seconds"] / parse_hash["seconds"], 2),
+        "change_writes": change["writes"],
+        "full_sync_peak_rss_mb": round(full["peak_rss_mb"], 1),
+        "nochange_peak_rss_mb": round(nochange["peak_rss_mb"], 1),
+        "peak_rss_mb": round(
+            max(full["peak_rss_mb"], nochange["peak_rss_mb"], change["peak_rss_mb"]), 1
+        ),
+    }
+    if million is not None:
+        report["million_rows"] = million_rows
+        report["million_rows_per_s"] = _rate(million)
+        report["million_peak_rss_mb"] = round(million["peak_rss_mb"], 1)
+        report["peak_rss_mb"] = max(
+            report["peak_rss_mb"], report["million_peak_rss_mb"]
+        )
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--million-rows", type=int, default=1_000_000)
+    parser.add_argument("--phase", choices=sorted(PHASES))
+    parser.add_argument("--root", type=Path)
+    arguments = parser.parse_args()
+    if arguments.phase:
+        print(json.dumps(PHASES[arguments.phase](arguments.root)))
+        return
+    report = drive(arguments.rows, arguments.million_rows)
+    for name, value in report.items():
+        print(f"{name:>24}: {value}")
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

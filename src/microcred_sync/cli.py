@@ -1,0 +1,365 @@
+"""The `microcred-sync` command line.
+
+Exit codes: 0 done, 1 failed, 2 configuration error, 3 held by the guard.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+)
+from rich.table import Table
+
+from . import logging as sync_logging
+from .errors import ConfigError
+from .project import Project, load_project
+from .settings import load_settings
+from .state.store import StateStore
+from .sync.changes import REPORTED_KINDS
+from .sync.roster import RunOptions, RunOutcome, run_roster
+
+EXIT_CONFIG = 2
+
+out = Console(highlight=False, soft_wrap=True)
+
+
+def _project(context: click.Context) -> Project:
+    root: Path | None = context.obj.get("root")
+    settings = load_settings(root)
+    sync_logging.configure(settings.log_level, settings.log_format)
+    return load_project(settings)
+
+
+def _store(project: Project) -> StateStore:
+    settings = project.settings
+    store = StateStore(settings.database_url(settings.state_url))
+    store.create_schema()
+    return store
+
+
+class _Group(click.Group):
+    """Turns a ConfigError anywhere into one line on stderr and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            click.echo(f"configuration error: {exc}", err=True)
+            sys.exit(EXIT_CONFIG)
+
+
+@click.group(cls=_Group)
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="MICROCRED_ROOT",
+    help="The project folder (default: current).",
+)
+@click.pass_context
+def main(context: click.Context, root: Path | None) -> None:
+    """microcred-sync: rosters in from HRIS, CRM and directories; results out."""
+    context.obj = {"root": root}
+
+
+@main.command()
+@click.pass_context
+def check(context: click.Context) -> None:
+    """Validate every settings, connector, mapping, program and job file."""
+    project = _project(context)
+    out.print(
+        f"ok: {len(project.partners)} partners, {len(project.programs)} programs, "
+        f"{len(project.connectors)} connectors, {len(project.mappings)} mappings, "
+        f"{len(project.jobs)} jobs"
+    )
+
+
+@main.command()
+@click.argument("job")
+@click.option(
+    "--only",
+    multiple=True,
+    metavar="KEY",
+    help="Provision only these source keys now, tracing each decision.",
+)
+@click.option(
+    "--allow-mass-deprovision",
+    is_flag=True,
+    help="Apply suspensions the guard would hold, this once.",
+)
+@click.pass_context
+def run(
+    context: click.Context,
+    job: str,
+    only: tuple[str, ...],
+    allow_mass_deprovision: bool,
+) -> None:
+    """Run a job now: read, plan, guard, apply."""
+    project = _project(context)
+    options = RunOptions(
+        only=frozenset(only) or None, allow_mass_deprovision=allow_mass_deprovision
+    )
+    if only:
+        options.trace = lambda line: out.print(f"trace {line}", markup=False)
+    with _progress(options):
+        outcome = run_roster(project, job, options)
+    _print_summary(outcome)
+    sys.exit(outcome.exit_code)
+
+
+@main.command()
+@click.argument("job")
+@click.option("--output", type=click.Choice(["table", "json"]), default="table")
+@click.option("--only", multiple=True, metavar="KEY")
+@click.option("--allow-mass-deprovision", is_flag=True)
+@click.pass_context
+def plan(
+    context: click.Context,
+    job: str,
+    output: str,
+    only: tuple[str, ...],
+    allow_mass_deprovision: bool,
+) -> None:
+    """Show what a run would change, without changing anything."""
+    project = _project(context)
+    options = RunOptions(
+        dry_run=True,
+        only=frozenset(only) or None,
+        allow_mass_deprovision=allow_mass_deprovision,
+    )
+    outcome = run_roster(project, job, options)
+    if output == "json":
+        click.echo(json.dumps(_plan_document(outcome), ensure_ascii=False))
+    else:
+        _print_plan(outcome)
+    sys.exit(1 if outcome.status == "failed" else (3 if outcome.held_reason else 0))
+
+
+@main.command()
+@click.pass_context
+def status(context: click.Context) -> None:
+    """Each job's last run and its outcome."""
+    project = _project(context)
+    store = _store(project)
+    latest = {run.job: run for run in store.latest_runs()}
+    rows: list[tuple[str, ...]] = []
+    for job in project.jobs.values():
+        last = latest.get(job.id)
+        if last is None:
+            rows.append((job.id, job.partner, "never", "-", "-", "-", "-"))
+            continue
+        changed = ", ".join(f"{k} {n}" for k, n in last.counts.items() if n) or "none"
+        rows.append(
+            (
+                job.id,
+                job.partner,
+                last.started_at.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                last.status,
+                str(last.records_read),
+                str(last.quarantined),
+                changed,
+            )
+        )
+    _table(
+        ("job", "partner", "last run", "status", "read", "quarantined", "changes"), rows
+    )
+
+
+@main.command()
+@click.option("--learner", "key", required=True, help="The learner's source key.")
+@click.option("--partner", default=None)
+@click.option("--output", type=click.Choice(["table", "json"]), default="table")
+@click.pass_context
+def audit(context: click.Context, key: str, partner: str | None, output: str) -> None:
+    """Every change applied to one learner, with fields before and after."""
+    store = _store(_project(context))
+    entries = store.audit(key, partner)
+    if output == "json":
+        click.echo(json.dumps(entries, ensure_ascii=False))
+        return
+    if not entries:
+        out.print(f"no changes recorded for {key}")
+        return
+    for entry in entries:
+        target = f" {entry['program']}" if entry["program"] else ""
+        held = " (held)" if entry["state"] == "held" else ""
+        out.print(
+            f"{entry['applied_at'] or '-'} run {entry['run_id'][:8]} "
+            f"{entry['partner']} {entry['kind']}{target}{held}",
+            markup=False,
+        )
+        if entry["before"] or entry["after"]:
+            out.print(
+                f"    before: {json.dumps(entry['before'], ensure_ascii=False)}",
+                markup=False,
+            )
+            out.print(
+                f"    after:  {json.dumps(entry['after'], ensure_ascii=False)}",
+                markup=False,
+            )
+
+
+@main.group()
+def quarantine() -> None:
+    """Records that could not become learners."""
+
+
+@quarantine.command("list")
+@click.argument("job")
+@click.option(
+    "--run", "run_id", default=None, help="A run id (default: the latest run)."
+)
+@click.pass_context
+def quarantine_list(context: click.Context, job: str, run_id: str | None) -> None:
+    """The quarantined records of a job's latest run: where, which key, why."""
+    project = _project(context)
+    project.job(job)
+    rows = _store(project).quarantined(job, run_id)
+    if not rows:
+        out.print(f"no quarantined records in the latest run of {job}")
+        return
+    _table(
+        ("location", "key", "reason"),
+        [(row["location"], row["key"] or "-", row["reason"]) for row in rows],
+    )
+
+
+# -- output ---------------------------------------------------------------------
+
+
+def _table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    """A table on a terminal; tab-separated lines, easy to grep, otherwise."""
+    if not out.is_terminal:
+        for line in (headers, *rows):
+            click.echo("\t".join(line))
+        return
+    table = Table(*headers)
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+
+
+@contextmanager
+def _progress(options: RunOptions) -> Iterator[None]:
+    """A progress display on an interactive terminal; nothing otherwise."""
+    if not sys.stderr.isatty() or options.trace is not None:
+        yield
+        return
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        reading = progress.add_task("reading", total=None)
+        applying = progress.add_task("applying", total=None)
+        options.on_record = _advance(progress, reading)
+        options.on_batch = lambda size: progress.advance(applying, size)
+        yield
+
+
+def _advance(progress: Progress, task: Any) -> Callable[[], None]:
+    counter = {"n": 0}
+
+    def tick() -> None:
+        counter["n"] += 1
+        if counter["n"] % 500 == 0:
+            progress.update(task, completed=counter["n"])
+
+    return tick
+
+
+def _print_summary(outcome: RunOutcome) -> None:
+    stats, counts = outcome.stats, outcome.stats.counts.by_kind
+    out.print(f"{outcome.job}: {outcome.status}", markup=False)
+    out.print(
+        f"  read {stats.read}, unchanged {stats.unchanged}, "
+        f"quarantined {stats.quarantined}",
+        markup=False,
+    )
+    out.print(
+        f"  learners created {counts['create']}, updated {counts['update']}, "
+        f"suspended {counts['suspend']}, reactivated {counts['reactivate']}",
+        markup=False,
+    )
+    out.print(
+        f"  enrollments {counts['enroll']}, withdrawn {counts['withdraw']}",
+        markup=False,
+    )
+    if stats.skipped_inactive:
+        out.print(
+            f"  not created, inactive in the source {stats.skipped_inactive}",
+            markup=False,
+        )
+    out.print(f"  platform writes {outcome.platform_writes}", markup=False)
+    held = f"yes: {outcome.held_reason}" if outcome.held_reason else "no"
+    out.print(f"  held {held}", markup=False)
+    if outcome.error:
+        out.print(f"  error: {outcome.error}", markup=False)
+    if stats.quarantined:
+        out.print(f"  see: microcred-sync quarantine list {outcome.job}", markup=False)
+
+
+def _plan_document(outcome: RunOutcome) -> dict[str, Any]:
+    return {
+        "job": outcome.job,
+        "partner": outcome.partner,
+        "status": outcome.status,
+        "counts": outcome.stats.counts.by_kind,
+        "held": outcome.held_reason is not None,
+        "held_reason": outcome.held_reason,
+        "read": outcome.stats.read,
+        "unchanged": outcome.stats.unchanged,
+        "quarantined": outcome.stats.quarantined,
+        "error": outcome.error,
+        "changes": [
+            {
+                "kind": c.kind,
+                "key": c.source_key,
+                "learner_id": c.learner_id,
+                "program": c.program,
+                "before": c.before,
+                "after": c.after,
+                "reason": c.reason,
+                "held": c.held,
+            }
+            for c in outcome.changes
+            if c.kind in REPORTED_KINDS
+        ],
+    }
+
+
+def _print_plan(outcome: RunOutcome) -> None:
+    if outcome.error:
+        out.print(f"{outcome.job}: failed: {outcome.error}", markup=False)
+        return
+    out.print(f"plan for {outcome.job}", markup=False)
+    _table(
+        ("change", "count"),
+        [(kind, str(outcome.stats.counts.by_kind[kind])) for kind in REPORTED_KINDS],
+    )
+    stats = outcome.stats
+    out.print(
+        f"read {stats.read}, unchanged {stats.unchanged}, "
+        f"quarantined {stats.quarantined}",
+        markup=False,
+    )
+    if outcome.held_reason:
+        out.print(f"held: {outcome.held_reason}", markup=False)
+    for change in outcome.changes:
+        if change.kind in REPORTED_KINDS:
+            mark = " [held]" if change.held else ""
+            out.print(f"  {change.describe()}{mark}", markup=False)

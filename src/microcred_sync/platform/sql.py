@@ -1,0 +1,205 @@
+"""The `sql` platform adapter: the platform's roster database through SQLAlchemy.
+
+Every write is keyed by a derived id (learner, enrollment), so a batch applied twice
+leaves one learner and one enrollment. A completed enrollment is never withdrawn or
+reopened, and nothing here deletes a row.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..errors import ApplyError
+from ..learners import DATE_FIELDS, LEARNER_FIELDS
+from ..mappings.emails import normalize_email
+from ..partners import Partner, Program
+from ..sqlutil import make_engine, upsert
+from ..sync.changes import Change, enrollment_id
+from .base import Platform
+from .tables import enrollments, learners, metadata, partners, programs
+
+
+class SqlPlatform(Platform):
+    """A platform whose roster lives in a SQL database (SQLite or PostgreSQL)."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+        self.writes = 0
+
+    def create_schema(self) -> None:
+        metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def ensure_catalog(self, partner: Partner, offered: Iterable[Program]) -> None:
+        rows = [
+            {"id": p.id, "title": p.title, "activity_iri": p.activity_iri}
+            for p in offered
+        ]
+        with self.engine.begin() as connection:
+            upsert(
+                connection, partners, [{"id": partner.id, "name": partner.name}], ["id"]
+            )
+            upsert(connection, programs, rows, ["id"])
+
+    def apply(self, partner: str, batch: Sequence[Change]) -> None:
+        by_kind: dict[str, list[Change]] = defaultdict(list)
+        for change in batch:
+            if not change.held:
+                by_kind[change.kind].append(change)
+        now = datetime.now().astimezone()
+        try:
+            with self.engine.begin() as connection:
+                self.writes += self._create(connection, partner, by_kind["create"], now)
+                self.writes += self._update(connection, by_kind["update"], now)
+                self.writes += self._set_status(
+                    connection, by_kind["suspend"], "suspended", now
+                )
+                self.writes += self._set_status(
+                    connection, by_kind["reactivate"], "active", now
+                )
+                self.writes += self._enroll(connection, partner, by_kind["enroll"], now)
+                self.writes += self._withdraw(connection, by_kind["withdraw"], now)
+        except SQLAlchemyError as exc:
+            raise ApplyError(
+                "the platform refused a batch: "
+                f"{type(getattr(exc, 'orig', None) or exc).__name__}",
+                partner=partner,
+                first_key=batch[0].source_key if batch else None,
+            ) from exc
+
+    def _create(
+        self, connection: Connection, partner: str, creates: list[Change], now: datetime
+    ) -> int:
+        rows = []
+        for change in creates:
+            row: dict[str, Any] = {name: None for name in LEARNER_FIELDS}
+            row.update(_columns(change.after or {}))
+            row.update(
+                id=change.learner_id,
+                partner_id=partner,
+                external_key=change.source_key,
+                status="active",
+                created_at=now,
+                updated_at=now,
+            )
+            row["email_norm"] = normalize_email(row["email"]) if row["email"] else None
+            rows.append(row)
+        return upsert(
+            connection,
+            learners,
+            rows,
+            ["id"],
+            update=[*LEARNER_FIELDS, "email_norm", "status", "updated_at"],
+        )
+
+    def _update(
+        self, connection: Connection, updates: list[Change], now: datetime
+    ) -> int:
+        # One executemany per set of touched columns.
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+        for change in updates:
+            values = _columns(change.after or {})
+            if "email" in values:
+                values["email_norm"] = (
+                    normalize_email(values["email"]) if values["email"] else None
+                )
+            row = {f"v_{column}": value for column, value in values.items()}
+            groups[tuple(sorted(values))].append({**row, "b_id": change.learner_id})
+        for columns, rows in groups.items():
+            assignments: dict[str, Any] = {
+                column: bindparam(f"v_{column}") for column in columns
+            }
+            statement = (
+                update(learners)
+                .where(learners.c.id == bindparam("b_id"))
+                .values({**assignments, "updated_at": now})
+            )
+            connection.execute(statement, rows)
+        return len(updates)
+
+    def _set_status(
+        self, connection: Connection, changes: list[Change], status: str, now: datetime
+    ) -> int:
+        if not changes:
+            return 0
+        statement = (
+            update(learners)
+            .where(learners.c.id == bindparam("b_id"))
+            .values(status=status, updated_at=now)
+        )
+        connection.execute(
+            statement, [{"b_id": change.learner_id} for change in changes]
+        )
+        return len(changes)
+
+    def _enroll(
+        self, connection: Connection, partner: str, enrolls: list[Change], now: datetime
+    ) -> int:
+        if not enrolls:
+            return 0
+        rows = [
+            {
+                "id": enrollment_id(change.learner_id, change.program or ""),
+                "partner_id": partner,
+                "learner_id": change.learner_id,
+                "program_id": change.program,
+                "status": "active",
+                "enrolled_at": now,
+                "updated_at": now,
+            }
+            for change in enrolls
+        ]
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(enrollments)
+        statement = statement.on_conflict_do_update(
+            index_elements=["id"],
+            set_={"status": "active", "updated_at": statement.excluded.updated_at},
+            where=and_(
+                enrollments.c.status != "active", enrollments.c.status != "completed"
+            ),
+        )
+        connection.execute(statement, rows)
+        return len(rows)
+
+    def _withdraw(
+        self, connection: Connection, withdrawals: list[Change], now: datetime
+    ) -> int:
+        if not withdrawals:
+            return 0
+        statement = (
+            update(enrollments)
+            .where(
+                enrollments.c.id == bindparam("b_id"),
+                enrollments.c.status != "withdrawn",
+                enrollments.c.status != "completed",
+            )
+            .values(status="withdrawn", updated_at=now)
+        )
+        rows = [
+            {"b_id": enrollment_id(change.learner_id, change.program or "")}
+            for change in withdrawals
+        ]
+        connection.execute(statement, rows)
+        return len(rows)
+
+
+def _columns(fields: dict[str, Any]) -> dict[str, Any]:
+    """Learner fields from a change, typed for the table (dates as dates)."""
+    values: dict[str, Any] = {}
+    for name, value in fields.items():
+        if name not in LEARNER_FIELDS:
+            continue
+        if name in DATE_FIELDS and isinstance(value, str):
+            value = date.fromisoformat(value)
+        values[name] = value
+    return values

@@ -1,0 +1,186 @@
+"""The operator's files as one validated whole: partners, programs, connectors,
+mappings and jobs, with every cross-reference checked.
+
+``load_project`` reads everything and raises ``ConfigError`` on the first problem;
+it writes nothing, so ``microcred-sync check`` and every run start from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .connectors import ConnectorConfig
+from .errors import ConfigError
+from .files import load_model, read_yaml
+from .mappings.spec import MappingSpec
+from .partners import Partner, PartnersFile, Program, ProgramsFile
+from .scheduler.jobs import Job, JobsFile
+from .settings import Settings
+
+PARTNERS_FILE = Path("config/partners.yaml")
+PROGRAMS_FILE = Path("config/programs.yaml")
+JOBS_FILE = Path("scheduler/jobs.yaml")
+CONNECTORS_DIR = Path("connectors")
+MAPPINGS_DIR = Path("mappings")
+
+
+@dataclass(frozen=True)
+class Project:
+    """Everything an operator declared, validated and cross-checked."""
+
+    settings: Settings
+    partners: dict[str, Partner]
+    programs: dict[str, Program]
+    connectors: dict[str, ConnectorConfig]
+    mappings: dict[str, MappingSpec]
+    jobs: dict[str, Job]
+
+    def job(self, job_id: str) -> Job:
+        """The job called ``job_id``, or ConfigError listing the known ones."""
+        if job_id not in self.jobs:
+            known = ", ".join(sorted(self.jobs)) or "none"
+            raise ConfigError(f"no job {job_id!r} in {JOBS_FILE} (known: {known})")
+        return self.jobs[job_id]
+
+    def programs_of(self, partner_id: str) -> dict[str, Program]:
+        """The shared catalogue plus the partner's own programs."""
+        own = {program.id: program for program in self.partners[partner_id].programs}
+        return {**self.programs, **own}
+
+
+def load_project(settings: Settings) -> Project:
+    """Read and cross-check every file under the project root."""
+    root = settings.root
+    partners = _load_partners(root)
+    programs = _load_programs(root)
+    connectors = _load_folder(root, CONNECTORS_DIR, ConnectorConfig)
+    mappings = _load_mappings(root)
+    jobs = {
+        job.id: job
+        for job in load_model(root / JOBS_FILE, JobsFile, str(JOBS_FILE)).jobs
+    }
+    project = Project(settings, partners, programs, connectors, mappings, jobs)
+    _check_references(project)
+    return project
+
+
+def _load_partners(root: Path) -> dict[str, Partner]:
+    document = load_model(root / PARTNERS_FILE, PartnersFile, str(PARTNERS_FILE))
+    return {partner.id: partner for partner in document.partners}
+
+
+def _load_programs(root: Path) -> dict[str, Program]:
+    if not (root / PROGRAMS_FILE).exists():
+        return {}
+    document = load_model(root / PROGRAMS_FILE, ProgramsFile, str(PROGRAMS_FILE))
+    return {program.id: program for program in document.programs}
+
+
+def _load_folder(
+    root: Path, folder: Path, model: type[ConnectorConfig]
+) -> dict[str, ConnectorConfig]:
+    found: dict[str, ConnectorConfig] = {}
+    for path in sorted((root / folder).glob("*.yaml")):
+        found[path.stem] = load_model(path, model, str(folder / path.name))
+    return found
+
+
+def _load_mappings(root: Path) -> dict[str, MappingSpec]:
+    return {
+        path.stem: MappingSpec.parse(
+            read_yaml(path, str(MAPPINGS_DIR / path.name)),
+            origin=str(MAPPINGS_DIR / path.name),
+        )
+        for path in sorted((root / MAPPINGS_DIR).glob("*.yaml"))
+    }
+
+
+def _check_references(project: Project) -> None:
+    """Every name a file uses must be declared, for the same partner."""
+    for connector_id, connector in project.connectors.items():
+        _expect(
+            connector.partner in project.partners,
+            CONNECTORS_DIR / f"{connector_id}.yaml",
+            "partner",
+            f"unknown partner {connector.partner!r}",
+        )
+    for partner_id in project.partners:
+        _check_prerequisites(project.programs_of(partner_id))
+    for job in project.jobs.values():
+        _check_job(project, job)
+
+
+def _check_job(project: Project, job: Job) -> None:
+    where = f"jobs.{job.id}"
+    _expect(
+        job.partner in project.partners,
+        JOBS_FILE,
+        f"{where}.partner",
+        f"unknown partner {job.partner!r}",
+    )
+    if job.source is not None:
+        _expect(
+            job.source in project.connectors,
+            JOBS_FILE,
+            f"{where}.source",
+            f"no connector file connectors/{job.source}.yaml",
+        )
+        owner = project.connectors[job.source].partner
+        _expect(
+            owner == job.partner,
+            JOBS_FILE,
+            f"{where}.source",
+            f"connector {job.source!r} belongs to partner {owner!r}, "
+            f"not {job.partner!r}",
+        )
+    if job.mapping is not None:
+        _expect(
+            job.mapping in project.mappings,
+            JOBS_FILE,
+            f"{where}.mapping",
+            f"no mapping file mappings/{job.mapping}.yaml",
+        )
+        known = project.programs_of(job.partner)
+        for rule in project.mappings[job.mapping].enrollments:
+            _expect(
+                rule.program in known,
+                MAPPINGS_DIR / f"{job.mapping}.yaml",
+                "enrollments.program",
+                f"program {rule.program!r} is not offered to partner {job.partner!r}",
+            )
+
+
+def _check_prerequisites(programs: dict[str, Program]) -> None:
+    """Prerequisites must exist and must not loop back on themselves."""
+    for program in programs.values():
+        for needed in program.prerequisites:
+            _expect(
+                needed in programs,
+                PROGRAMS_FILE,
+                f"programs.{program.id}.prerequisites",
+                f"unknown program {needed!r}",
+            )
+    state: dict[str, str] = {}
+
+    def visit(program_id: str) -> None:
+        if state.get(program_id) == "done":
+            return
+        _expect(
+            state.get(program_id) != "open",
+            PROGRAMS_FILE,
+            f"programs.{program_id}.prerequisites",
+            "prerequisites form a cycle",
+        )
+        state[program_id] = "open"
+        for needed in programs[program_id].prerequisites:
+            visit(needed)
+        state[program_id] = "done"
+
+    for program_id in programs:
+        visit(program_id)
+
+
+def _expect(condition: bool, file: Path, field: str, problem: str) -> None:
+    if not condition:
+        raise ConfigError(f"{file}: {field}: {problem}")

@@ -1,0 +1,472 @@
+"""The state store: runs, stored plans, snapshots, quarantine and the audit trail.
+
+Every method opens its own short transaction unless it says otherwise. A batch's
+snapshots and the marks on its changes are written in one transaction, after the
+platform committed the batch: a crash in between leaves the snapshot behind, the
+next run plans the same changes again, and the platform's idempotent writes make
+that harmless.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, Row, and_, func, select, update
+
+from ..sqlutil import make_engine, upsert
+from ..sync.changes import DEPROVISIONING_KINDS, Change, Snapshot
+from .tables import changes, metadata, quarantine, runs, snapshots
+
+#: Rows per IN list; well under every database's limit on bound parameters.
+LOOKUP_CHUNK = 900
+
+
+def _dumps(document: Any) -> str | None:
+    if document is None:
+        return None
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes; the store only ever writes UTC-aware ones."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    from datetime import UTC
+
+    return moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A run as `status` and the command line show it."""
+
+    id: str
+    job: str
+    partner: str
+    mode: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    records_read: int
+    quarantined: int
+    counts: dict[str, int]
+    held_reason: str | None
+    error: str | None
+
+
+class StateStore:
+    """microcred-sync's own database."""
+
+    def __init__(self, url: str) -> None:
+        self.engine: Engine = make_engine(url)
+
+    def create_schema(self) -> None:
+        """Create the tables that do not exist yet."""
+        metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- snapshots ------------------------------------------------------------
+
+    def snapshots(self, partner: str, keys: list[str]) -> dict[str, Snapshot]:
+        """The snapshots of ``keys`` that exist."""
+        found: dict[str, Snapshot] = {}
+        with self.engine.connect() as connection:
+            for start in range(0, len(keys), LOOKUP_CHUNK):
+                chunk = keys[start : start + LOOKUP_CHUNK]
+                query = select(snapshots).where(
+                    snapshots.c.partner == partner, snapshots.c.source_key.in_(chunk)
+                )
+                for row in connection.execute(query):
+                    found[row.source_key] = _snapshot(row)
+        return found
+
+    def email_owners(self, partner: str, emails: list[str]) -> dict[str, str]:
+        """For each normalized email held by a learner, that learner's source key."""
+        owners: dict[str, str] = {}
+        with self.engine.connect() as connection:
+            for start in range(0, len(emails), LOOKUP_CHUNK):
+                chunk = emails[start : start + LOOKUP_CHUNK]
+                query = select(snapshots.c.email_norm, snapshots.c.source_key).where(
+                    snapshots.c.partner == partner, snapshots.c.email_norm.in_(chunk)
+                )
+                owners.update(
+                    {
+                        row.email_norm: row.source_key
+                        for row in connection.execute(query)
+                    }
+                )
+        return owners
+
+    def unseen_candidates(
+        self, partner: str, connector: str
+    ) -> Iterator[tuple[str, Snapshot]]:
+        """Every snapshot of ``connector`` that a full read may deprovision."""
+        query = select(snapshots).where(
+            snapshots.c.partner == partner, snapshots.c.connector == connector
+        )
+        with self.engine.connect() as connection:
+            result = connection.execution_options(yield_per=2000).execute(query)
+            for row in result:
+                if row.status == "active" or row.programs != "[]":
+                    yield row.source_key, _snapshot(row)
+
+    def active_learners(self, partner: str) -> int:
+        """How many of the partner's learners are active."""
+        query = select(func.count()).where(
+            snapshots.c.partner == partner, snapshots.c.status == "active"
+        )
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def applied_deprovisions(self, partner: str, since: datetime) -> int:
+        """Suspensions applied to the partner's learners since ``since``."""
+        query = select(func.count()).where(
+            changes.c.partner == partner,
+            changes.c.kind == "suspend",
+            changes.c.state == "applied",
+            changes.c.applied_at >= since,
+        )
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    # -- runs -----------------------------------------------------------------
+
+    def start_run(
+        self, job: str, partner: str, flow: str, mode: str, now: datetime
+    ) -> str:
+        """Record a new run; runs of the same job left unfinished become interrupted."""
+        run_id = uuid.uuid4().hex
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(runs)
+                .where(runs.c.job == job, runs.c.status.in_(("planning", "applying")))
+                .values(status="interrupted", finished_at=now)
+            )
+            connection.execute(
+                runs.insert().values(
+                    id=run_id,
+                    job=job,
+                    partner=partner,
+                    flow=flow,
+                    mode=mode,
+                    status="planning",
+                    started_at=now,
+                    records_read=0,
+                    quarantined=0,
+                )
+            )
+        return run_id
+
+    def update_run(self, run_id: str, **values: Any) -> None:
+        """Set columns of a run (``counts`` as a dict)."""
+        if "counts" in values:
+            values["counts"] = _dumps(values["counts"])
+        with self.engine.begin() as connection:
+            connection.execute(update(runs).where(runs.c.id == run_id).values(**values))
+
+    def run(self, run_id: str) -> RunInfo:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(runs).where(runs.c.id == run_id)).one()
+        return _run_info(row)
+
+    def latest_runs(self) -> list[RunInfo]:
+        """The newest run of every job."""
+        newest = (
+            select(runs.c.job, func.max(runs.c.started_at).label("started"))
+            .group_by(runs.c.job)
+            .subquery()
+        )
+        query = (
+            select(runs)
+            .join(
+                newest,
+                and_(runs.c.job == newest.c.job, runs.c.started_at == newest.c.started),
+            )
+            .order_by(runs.c.job)
+        )
+        with self.engine.connect() as connection:
+            return [_run_info(row) for row in connection.execute(query)]
+
+    def latest_run_id(self, job: str) -> str | None:
+        query = (
+            select(runs.c.id)
+            .where(runs.c.job == job)
+            .order_by(runs.c.started_at.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as connection:
+            return connection.execute(query).scalar_one_or_none()
+
+    # -- plans ----------------------------------------------------------------
+
+    def stored_plan(self, run_id: str, partner: str, job: str) -> StoredPlan:
+        """A sink that writes a run's plan and quarantine to the store."""
+        return StoredPlan(self, run_id, partner, job)
+
+    def hold_deprovisioning(self, run_id: str) -> int:
+        """Mark the run's suspensions and deprovisioning withdrawals as held."""
+        query = (
+            update(changes)
+            .where(
+                changes.c.run_id == run_id,
+                changes.c.state == "planned",
+                changes.c.kind.in_(sorted(DEPROVISIONING_KINDS)),
+            )
+            .values(state="held")
+        )
+        with self.engine.begin() as connection:
+            return int(connection.execute(query).rowcount)
+
+    def planned_batches(self, run_id: str, size: int) -> Iterator[list[Change]]:
+        """The run's stored plan in order, in batches that never split a key's group."""
+        query = (
+            select(changes).where(changes.c.run_id == run_id).order_by(changes.c.seq)
+        )
+        batch: list[Change] = []
+        with self.engine.connect() as connection:
+            result = connection.execution_options(yield_per=size).execute(query)
+            for row in result:
+                change = _change(row)
+                if len(batch) >= size and change.snapshot is not None:
+                    yield batch
+                    batch = []
+                batch.append(change)
+        if batch:
+            yield batch
+
+    def commit_batch(
+        self,
+        run_id: str,
+        partner: str,
+        connector: str,
+        batch: Sequence[Change],
+        now: datetime,
+    ) -> None:
+        """Record an applied batch: new snapshots and applied marks, atomically."""
+        # A key whose group holds a held change keeps its old snapshot, so the next
+        # run plans the whole group again; the applied part replays harmlessly.
+        held_keys = {change.source_key for change in batch if change.held}
+        rows = [
+            _snapshot_row(partner, connector, change)
+            for change in batch
+            if change.snapshot is not None and change.source_key not in held_keys
+        ]
+        first, last = batch[0].seq, batch[-1].seq
+        with self.engine.begin() as connection:
+            upsert(connection, snapshots, rows, keys=("partner", "source_key"))
+            connection.execute(
+                update(changes)
+                .where(
+                    changes.c.run_id == run_id,
+                    changes.c.seq.between(first, last),
+                    changes.c.state == "planned",
+                )
+                .values(state="applied", applied_at=now)
+            )
+
+    # -- reading back ---------------------------------------------------------
+
+    def audit(self, key: str, partner: str | None = None) -> list[dict[str, Any]]:
+        """Every applied or held change of a source key, oldest first."""
+        query = (
+            select(changes, runs.c.job)
+            .join(runs, runs.c.id == changes.c.run_id)
+            .where(
+                changes.c.source_key == key,
+                changes.c.state.in_(("applied", "held")),
+                changes.c.kind != "refresh",
+            )
+            .order_by(runs.c.started_at, changes.c.seq)
+        )
+        if partner is not None:
+            query = query.where(changes.c.partner == partner)
+        with self.engine.connect() as connection:
+            return [_audit_entry(row) for row in connection.execute(query)]
+
+    def quarantined(self, job: str, run_id: str | None = None) -> list[dict[str, Any]]:
+        """The quarantined records of a job's run (its latest run by default)."""
+        run_id = run_id or self.latest_run_id(job)
+        if run_id is None:
+            return []
+        query = select(quarantine).where(
+            quarantine.c.job == job, quarantine.c.run_id == run_id
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(query.order_by(quarantine.c.id))
+            return [
+                {
+                    "location": r.location,
+                    "key": r.source_key,
+                    "reason": r.reason,
+                    "run_id": r.run_id,
+                }
+                for r in rows
+            ]
+
+
+class StoredPlan:
+    """A plan sink that buffers changes and quarantine rows and writes them in bulk."""
+
+    FLUSH_AT = 2000
+
+    def __init__(self, store: StateStore, run_id: str, partner: str, job: str) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.partner = partner
+        self.job = job
+        self.seq = 0
+        self._changes: list[dict[str, Any]] = []
+        self._quarantine: list[dict[str, Any]] = []
+
+    def add_group(self, group: list[Change]) -> None:
+        for change in group:
+            self.seq += 1
+            change.seq = self.seq
+            self._changes.append(_change_row(self.run_id, self.partner, change))
+        if len(self._changes) >= self.FLUSH_AT:
+            self.flush()
+
+    def quarantine(self, location: str, key: str | None, reason: str) -> None:
+        self._quarantine.append(
+            {
+                "run_id": self.run_id,
+                "job": self.job,
+                "partner": self.partner,
+                "location": location,
+                "source_key": key,
+                "reason": reason,
+                "created_at": datetime.now().astimezone(),
+            }
+        )
+
+    def flush(self) -> None:
+        """Write what is buffered, in one transaction."""
+        if not self._changes and not self._quarantine:
+            return
+        with self.store.engine.begin() as connection:
+            if self._changes:
+                connection.execute(changes.insert(), self._changes)
+            if self._quarantine:
+                connection.execute(quarantine.insert(), self._quarantine)
+        self._changes, self._quarantine = [], []
+
+
+def _snapshot(row: Row[Any]) -> Snapshot:
+    return Snapshot(
+        learner_id=row.learner_id,
+        record_hash=row.record_hash,
+        fields=json.loads(row.fields),
+        status=row.status,
+        programs=json.loads(row.programs),
+        email_norm=row.email_norm,
+        suspended_at=_aware(row.suspended_at),
+    )
+
+
+def _snapshot_row(partner: str, connector: str, change: Change) -> dict[str, Any]:
+    snapshot = change.snapshot
+    assert snapshot is not None
+    return {
+        "partner": partner,
+        "source_key": change.source_key,
+        "connector": connector,
+        "learner_id": snapshot.learner_id,
+        "record_hash": snapshot.record_hash,
+        "fields": _dumps(snapshot.fields),
+        "status": snapshot.status,
+        "programs": _dumps(snapshot.programs),
+        "email_norm": snapshot.email_norm,
+        "suspended_at": snapshot.suspended_at,
+    }
+
+
+def _change_row(run_id: str, partner: str, change: Change) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "seq": change.seq,
+        "partner": partner,
+        "source_key": change.source_key,
+        "learner_id": change.learner_id,
+        "kind": change.kind,
+        "program": change.program,
+        "before": _dumps(change.before),
+        "after": _dumps(
+            {
+                **(change.after or {}),
+                **({"reason": change.reason} if change.reason else {}),
+            }
+            or None
+        ),
+        "snapshot": _dumps(change.snapshot.to_json()) if change.snapshot else None,
+        "state": "planned",
+        "applied_at": None,
+    }
+
+
+def _change(row: Row[Any]) -> Change:
+    after = _loads(row.after)
+    reason = after.pop("reason", None) if isinstance(after, dict) else None
+    snapshot = _loads(row.snapshot)
+    return Change(
+        kind=row.kind,
+        source_key=row.source_key,
+        learner_id=row.learner_id,
+        program=row.program,
+        before=_loads(row.before),
+        after=after or None,
+        snapshot=Snapshot.from_json(snapshot) if snapshot else None,
+        reason=reason,
+        seq=row.seq,
+        held=row.state == "held",
+    )
+
+
+def _audit_entry(row: Row[Any]) -> dict[str, Any]:
+    change = _change(row)
+    applied_at = _aware(row.applied_at)
+    return {
+        "run_id": row.run_id,
+        "job": row.job,
+        "partner": row.partner,
+        "learner_key": row.source_key,
+        "learner_id": row.learner_id,
+        "kind": row.kind,
+        "program": row.program,
+        "state": row.state,
+        "applied_at": applied_at.isoformat() if applied_at else None,
+        "before": change.before,
+        "after": change.after,
+        "reason": change.reason,
+    }
+
+
+def _run_info(row: Row[Any]) -> RunInfo:
+    return RunInfo(
+        id=row.id,
+        job=row.job,
+        partner=row.partner,
+        mode=row.mode,
+        status=row.status,
+        started_at=_aware(row.started_at) or row.started_at,
+        finished_at=_aware(row.finished_at),
+        records_read=row.records_read,
+        quarantined=row.quarantined,
+        counts=_loads(row.counts) or {},
+        held_reason=row.held_reason,
+        error=row.error,
+    )
+
+
+def window_start(now: datetime, hours: int) -> datetime:
+    return now - timedelta(hours=hours)

@@ -1,0 +1,98 @@
+"""The state store's tables: runs, their changes, the last applied snapshot of each
+source key, and quarantined records.
+
+The state store is microcred-sync's own database (SQLite by default, PostgreSQL in
+production); the platform's roster database is a separate one.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+#: One execution of a job: its plan, its outcome and why.
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("job", String(100), nullable=False),
+    Column("partner", String(100), nullable=False),
+    Column("flow", String(20), nullable=False),
+    Column("mode", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("records_read", Integer, nullable=False, default=0),
+    Column("quarantined", Integer, nullable=False, default=0),
+    Column("counts", Text),
+    Column("held_reason", Text),
+    Column("error", Text),
+    Column("override", Boolean, nullable=False, default=False),
+    Index("ix_runs_job_started", "job", "started_at"),
+)
+
+#: Every change a run planned, then applied (or held): the audit trail.
+#: The first change of a source key's group carries the key's new snapshot.
+changes = Table(
+    "changes",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("partner", String(100), nullable=False),
+    Column("source_key", String(255), nullable=False),
+    Column("learner_id", String(36), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("program", String(100)),
+    Column("before", Text),
+    Column("after", Text),
+    Column("snapshot", Text),
+    Column("state", String(20), nullable=False),
+    Column("applied_at", DateTime(timezone=True)),
+    Index("ix_changes_partner_key", "partner", "source_key"),
+    Index("ix_changes_partner_kind_applied", "partner", "kind", "applied_at"),
+)
+
+#: The last applied state of each source key, with the hash of the record it came
+#: from, so an unchanged record costs no mapping and no platform call.
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("partner", String(100), primary_key=True),
+    Column("source_key", String(255), primary_key=True),
+    Column("connector", String(100), nullable=False),
+    Column("learner_id", String(36), nullable=False),
+    Column("record_hash", String(32)),
+    Column("fields", Text, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("programs", Text, nullable=False),
+    Column("email_norm", String(320)),
+    Column("suspended_at", DateTime(timezone=True)),
+    Index("ix_snapshots_connector_status", "partner", "connector", "status"),
+    Index("ix_snapshots_email", "partner", "email_norm"),
+)
+
+#: Records that could not become learners, with where they were and why.
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), nullable=False),
+    Column("job", String(100), nullable=False),
+    Column("partner", String(100), nullable=False),
+    Column("location", String(500), nullable=False),
+    Column("source_key", String(255)),
+    Column("reason", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_quarantine_job_run", "job", "run_id"),
+)

@@ -1,0 +1,444 @@
+"""The planner: what the mapping wants, compared with the last applied snapshot.
+
+Records are read in chunks. For each chunk the planner fetches the snapshots of its
+keys in one query; a record whose hash matches its snapshot costs nothing more. The
+others are mapped and diffed into groups of changes, one group per source key, which
+go to a ``PlanSink``. After a complete full read, keys that were not seen are
+suspended. The planner never writes to the platform.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Protocol
+
+from ..connectors.base import Record
+from ..errors import ReadError, ReadIncomplete, RecordRejected
+from ..learners import LearnerValue, WantedLearner
+from ..mappings.emails import normalize_email
+from ..mappings.engine import Mapper
+from ..partners import Partner
+from .changes import Change, Counts, Snapshot, learner_id
+
+logger = logging.getLogger(__name__)
+
+CHUNK_SIZE = 1000
+
+
+class SnapshotReader(Protocol):
+    """What the planner reads from the state store."""
+
+    def snapshots(self, partner: str, keys: list[str]) -> dict[str, Snapshot]: ...
+
+    def email_owners(self, partner: str, emails: list[str]) -> dict[str, str]: ...
+
+    def unseen_candidates(
+        self, partner: str, connector: str
+    ) -> Iterator[tuple[str, Snapshot]]: ...
+
+
+class PlanSink(Protocol):
+    """Where the planner puts its work: changes by key group, and quarantine."""
+
+    def add_group(self, group: list[Change]) -> None: ...
+
+    def quarantine(self, location: str, key: str | None, reason: str) -> None: ...
+
+
+@dataclass
+class PlanStats:
+    """What one planning pass saw."""
+
+    read: int = 0
+    quarantined: int = 0
+    unchanged: int = 0
+    skipped_inactive: int = 0
+    read_complete: bool = True
+    read_problem: str | None = None
+    counts: Counts = field(default_factory=Counts)
+
+
+@dataclass(frozen=True)
+class PlanScope:
+    """What a planning pass is about: which partner, connector, and how much."""
+
+    partner: Partner
+    connector: str
+    full_read: bool
+    only: frozenset[str] | None = None
+    now: datetime = field(default_factory=lambda: datetime.now().astimezone())
+
+
+class Planner:
+    """Turns a source read into groups of changes for one partner and connector."""
+
+    def __init__(
+        self,
+        scope: PlanScope,
+        mapper: Mapper,
+        state: SnapshotReader,
+        sink: PlanSink,
+        trace: Callable[[str], None] | None = None,
+    ) -> None:
+        self.scope = scope
+        self.mapper = mapper
+        self.state = state
+        self.sink = sink
+        self.trace = trace
+        self.stats = PlanStats()
+        self._salt = mapper.fingerprint.encode()
+        self._seen: set[str] = set()
+        self._claimed_emails: set[str] = set()
+        self._duplicates_fail = mapper.spec.duplicates == "reject_read"
+
+    def plan(self, records: Iterable[Record]) -> PlanStats:
+        """Plan from ``records``; a ReadIncomplete ends the read but not the plan."""
+        pending: list[tuple[str, Record]] = []
+        try:
+            for record in records:
+                self.stats.read += 1
+                keyed = self._keyed(record)
+                if keyed is not None:
+                    pending.append((keyed, record))
+                if len(pending) >= CHUNK_SIZE:
+                    self._plan_chunk(pending)
+                    pending = []
+        except ReadIncomplete as exc:
+            self.stats.read_complete = False
+            self.stats.read_problem = str(exc)
+            logger.warning("read ended early: %s", exc)
+        self._plan_chunk(pending)
+        if (
+            self.scope.full_read
+            and self.scope.only is None
+            and self.stats.read_complete
+        ):
+            self._plan_unseen()
+        return self.stats
+
+    # -- reading --------------------------------------------------------------
+
+    def _keyed(self, record: Record) -> str | None:
+        """The record's source key, or None once it has been quarantined or skipped."""
+        if record.problem is not None:
+            self._quarantine(record, None, record.problem)
+            return None
+        try:
+            key = self.mapper.key_of(record)
+        except RecordRejected as exc:
+            self._quarantine(record, None, exc.reason)
+            return None
+        if self.scope.only is not None and key not in self.scope.only:
+            return None
+        if key in self._seen:
+            if self._duplicates_fail:
+                raise ReadError(
+                    "duplicate source key within one read; "
+                    "the mapping rejects the read",
+                    location=record.location,
+                    key=key,
+                )
+            self._quarantine(
+                record,
+                key,
+                "duplicate source key: an earlier record with this key was kept",
+            )
+            return None
+        self._seen.add(key)
+        return key
+
+    def _quarantine(self, record: Record, key: str | None, reason: str) -> None:
+        self.stats.quarantined += 1
+        self.sink.quarantine(record.location, key, reason)
+        logger.warning("quarantined %s key=%s: %s", record.location, key, reason)
+        if self.trace is not None:
+            self.trace(f"{key or record.location}: quarantined: {reason}")
+
+    # -- planning a chunk -----------------------------------------------------
+
+    def _plan_chunk(self, pending: list[tuple[str, Record]]) -> None:
+        if not pending:
+            return
+        partner = self.scope.partner.id
+        snapshots = self.state.snapshots(partner, [key for key, _ in pending])
+        mapped: list[tuple[str, Record, str, WantedLearner, Snapshot | None]] = []
+        for key, record in pending:
+            digest = self._hash(record)
+            snapshot = snapshots.get(key)
+            if (
+                snapshot is not None
+                and snapshot.record_hash == digest
+                and not self._withdraw_due(snapshot)
+            ):
+                self.stats.unchanged += 1
+                self._trace_unchanged(key)
+                continue
+            wanted = self._map(key, record)
+            if wanted is not None:
+                mapped.append((key, record, digest, wanted, snapshot))
+        self._plan_mapped(mapped)
+
+    def _map(self, key: str, record: Record) -> WantedLearner | None:
+        try:
+            wanted = self.mapper.map(record)
+        except RecordRejected as exc:
+            self._quarantine(record, key, exc.reason)
+            return None
+        if self.trace is not None:
+            for line in self.mapper.trace(record):
+                self.trace(f"{key}: {line}")
+        return wanted
+
+    def _plan_mapped(
+        self, mapped: list[tuple[str, Record, str, WantedLearner, Snapshot | None]]
+    ) -> None:
+        emails = [_email_of(wanted) for _, _, _, wanted, _ in mapped]
+        owners = self.state.email_owners(
+            self.scope.partner.id, [email for email in emails if email]
+        )
+        for (key, record, digest, wanted, snapshot), email in zip(
+            mapped, emails, strict=True
+        ):
+            if email and not self._claim_email(email, key, owners, snapshot):
+                self._quarantine(
+                    record, key, "email already belongs to another learner"
+                )
+                continue
+            group = self._diff(key, digest, wanted, snapshot)
+            if group:
+                self._emit(group)
+
+    def _claim_email(
+        self, email: str, key: str, owners: dict[str, str], snapshot: Snapshot | None
+    ) -> bool:
+        """Whether ``key`` may hold ``email``: no other learner has it, in the store
+        or earlier in this read."""
+        owner = owners.get(email)
+        if owner is not None and owner != key:
+            return False
+        if snapshot is not None and snapshot.email_norm == email:
+            return True
+        if email in self._claimed_emails:
+            return False
+        self._claimed_emails.add(email)
+        return True
+
+    # -- diffing --------------------------------------------------------------
+
+    def _diff(
+        self, key: str, digest: str, wanted: WantedLearner, snapshot: Snapshot | None
+    ) -> list[Change]:
+        if snapshot is None:
+            return self._diff_new(key, digest, wanted)
+        return self._diff_known(key, digest, wanted, snapshot)
+
+    def _diff_new(self, key: str, digest: str, wanted: WantedLearner) -> list[Change]:
+        if wanted.status != "active":
+            # A leaver never provisioned is not created only to be suspended.
+            self.stats.skipped_inactive += 1
+            self._say(key, "not created: inactive in the source")
+            return []
+        ident = learner_id(self.scope.partner.id, key)
+        fields = {name: _jsonable(value) for name, value in wanted.fields.items()}
+        programs = sorted(wanted.programs)
+        snapshot = Snapshot(
+            ident, digest, fields, "active", programs, _email_of(wanted), None
+        )
+        group = [
+            Change(
+                "create",
+                key,
+                ident,
+                after={**fields, "status": "active"},
+                snapshot=snapshot,
+            )
+        ]
+        group += [Change("enroll", key, ident, program=program) for program in programs]
+        return group
+
+    def _diff_known(
+        self, key: str, digest: str, wanted: WantedLearner, snapshot: Snapshot
+    ) -> list[Change]:
+        ident = snapshot.learner_id
+        fields, before, after = _merge(snapshot.fields, wanted.fields)
+        status, group = self._status_changes(key, ident, wanted.status, snapshot)
+        if after:
+            group.append(Change("update", key, ident, before=before, after=after))
+        programs = set(snapshot.programs)
+        if status == "active":
+            for program in sorted(wanted.programs - programs):
+                group.append(Change("enroll", key, ident, program=program))
+            for program in sorted(programs - wanted.programs):
+                group.append(
+                    Change(
+                        "withdraw",
+                        key,
+                        ident,
+                        program=program,
+                        reason="no rule gives it",
+                    )
+                )
+            programs = set(wanted.programs)
+        elif self._withdraw_due(snapshot):
+            group += self._deprovision_withdrawals(key, ident, programs)
+            programs = set()
+        suspended_at = _suspended_at(status, snapshot, self.scope.now)
+        email = fields.get("email")
+        new = Snapshot(
+            ident,
+            digest,
+            fields,
+            status,
+            sorted(programs),
+            normalize_email(email) if email else None,
+            suspended_at,
+        )
+        if not group:
+            return [Change("refresh", key, ident, snapshot=new)]
+        group[0].snapshot = new
+        return group
+
+    def _status_changes(
+        self, key: str, ident: str, wanted: str, snapshot: Snapshot
+    ) -> tuple[str, list[Change]]:
+        if snapshot.status == "active" and wanted == "suspended":
+            change = Change(
+                "suspend",
+                key,
+                ident,
+                before={"status": "active"},
+                after={"status": "suspended"},
+                reason="inactive in the source",
+            )
+            return "suspended", [change]
+        if snapshot.status == "suspended" and wanted == "active":
+            change = Change(
+                "reactivate",
+                key,
+                ident,
+                before={"status": "suspended"},
+                after={"status": "active"},
+                reason="active in the source again",
+            )
+            return "active", [change]
+        return snapshot.status, []
+
+    # -- after the read -------------------------------------------------------
+
+    def _plan_unseen(self) -> None:
+        """Suspend who is gone from a complete full read; withdraw by policy."""
+        partner, connector = self.scope.partner.id, self.scope.connector
+        for key, snapshot in self.state.unseen_candidates(partner, connector):
+            if key in self._seen:
+                continue
+            if snapshot.status == "active":
+                self._emit(self._suspend_absent(key, snapshot))
+            elif self._withdraw_due(snapshot):
+                changes = self._deprovision_withdrawals(
+                    key, snapshot.learner_id, set(snapshot.programs)
+                )
+                snapshot.programs = []
+                changes[0].snapshot = snapshot
+                self._emit(changes)
+
+    def _suspend_absent(self, key: str, snapshot: Snapshot) -> list[Change]:
+        gone = Snapshot(
+            snapshot.learner_id,
+            None,
+            snapshot.fields,
+            "suspended",
+            snapshot.programs,
+            snapshot.email_norm,
+            self.scope.now,
+        )
+        return [
+            Change(
+                "suspend",
+                key,
+                snapshot.learner_id,
+                before={"status": "active"},
+                after={"status": "suspended"},
+                reason="absent from a full read",
+                snapshot=gone,
+            )
+        ]
+
+    def _withdraw_due(self, snapshot: Snapshot) -> bool:
+        policy = self.scope.partner.deprovision
+        if (
+            policy.mode != "withdraw"
+            or not snapshot.programs
+            or snapshot.suspended_at is None
+        ):
+            return False
+        return self.scope.now - snapshot.suspended_at >= timedelta(
+            days=policy.withdraw_after_days
+        )
+
+    def _deprovision_withdrawals(
+        self, key: str, ident: str, programs: set[str]
+    ) -> list[Change]:
+        days = self.scope.partner.deprovision.withdraw_after_days
+        reason = f"suspended for {days} days or more"
+        return [
+            Change("withdraw", key, ident, program=program, reason=reason)
+            for program in sorted(programs)
+        ]
+
+    # -- output ---------------------------------------------------------------
+
+    def _emit(self, group: list[Change]) -> None:
+        for change in group:
+            self.stats.counts.add(change)
+            self._say(change.source_key, change.describe())
+        self.sink.add_group(group)
+
+    def _trace_unchanged(self, key: str) -> None:
+        self._say(key, "unchanged since the last applied run")
+
+    def _say(self, key: str, line: str) -> None:
+        if self.trace is not None:
+            self.trace(f"{key}: {line}")
+
+    def _hash(self, record: Record) -> str:
+        """A hash of the record and the mapping; equal hashes need no mapping."""
+        digest = hashlib.blake2b(self._salt, digest_size=16)
+        for name in sorted(record.fields):
+            value = record.fields[name]
+            digest.update(name.encode())
+            digest.update(b"\x1e" if value is None else b"\x1f" + value.encode())
+        return digest.hexdigest()
+
+
+def _email_of(wanted: WantedLearner) -> str | None:
+    email = wanted.fields.get("email")
+    return normalize_email(email) if isinstance(email, str) and email else None
+
+
+def _jsonable(value: LearnerValue) -> Any:
+    return value.isoformat() if isinstance(value, date) else value
+
+
+def _merge(
+    current: dict[str, Any], wanted: dict[str, LearnerValue]
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The fields after applying ``wanted``, and the before/after of what changed."""
+    merged = dict(current)
+    before: dict[str, Any] = {}
+    after: dict[str, Any] = {}
+    for name, value in wanted.items():
+        new = _jsonable(value)
+        if merged.get(name) != new:
+            before[name], after[name] = merged.get(name), new
+            merged[name] = new
+    return merged, before, after
+
+
+def _suspended_at(status: str, snapshot: Snapshot, now: datetime) -> datetime | None:
+    if status != "suspended":
+        return None
+    return snapshot.suspended_at if snapshot.status == "suspended" else now

@@ -1,0 +1,278 @@
+"""The roster flow: read, plan, persist the plan, guard, apply, record the outcome.
+
+``run_roster`` is what `microcred-sync run` and `plan` (with ``dry_run``) call. A
+run that fails or is held is returned as an outcome, not raised; only a
+configuration problem raises (``ConfigError``), before anything is written.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from ..connectors.base import Record
+from ..errors import ApplyError, ReadError
+from ..logging import run_logger
+from ..mappings.engine import Mapper
+from ..platform.sql import SqlPlatform
+from ..project import Project
+from ..state.store import StateStore
+from .changes import DEPROVISIONING_KINDS, Change
+from .guard import Verdict, judge
+from .planner import Planner, PlanScope, PlanStats
+
+logger = logging.getLogger(__name__)
+
+RunStatus = Literal["done", "held", "failed", "planned"]
+
+EXIT_CODES: dict[str, int] = {"done": 0, "planned": 0, "failed": 1, "held": 3}
+
+
+@dataclass
+class RunOptions:
+    """How one run goes: a dry run, a few keys only, an override, callbacks."""
+
+    dry_run: bool = False
+    only: frozenset[str] | None = None
+    allow_mass_deprovision: bool = False
+    trace: Callable[[str], None] | None = None
+    on_record: Callable[[], None] | None = None
+    on_batch: Callable[[int], None] | None = None
+
+
+@dataclass
+class RunOutcome:
+    """What a run did, for the command line and the scheduler."""
+
+    job: str
+    partner: str
+    status: RunStatus
+    run_id: str | None = None
+    stats: PlanStats = field(default_factory=PlanStats)
+    held_reason: str | None = None
+    error: str | None = None
+    platform_writes: int = 0
+    changes: list[Change] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.status]
+
+
+class MemoryPlan:
+    """A plan sink for dry runs: keeps changes and quarantine in memory."""
+
+    def __init__(self) -> None:
+        self.changes: list[Change] = []
+        self.quarantined: list[tuple[str, str | None, str]] = []
+
+    def add_group(self, group: list[Change]) -> None:
+        for change in group:
+            change.seq = len(self.changes) + 1
+            self.changes.append(change)
+
+    def quarantine(self, location: str, key: str | None, reason: str) -> None:
+        self.quarantined.append((location, key, reason))
+
+
+def run_roster(
+    project: Project, job_id: str, options: RunOptions | None = None
+) -> RunOutcome:
+    """Run (or, with ``dry_run``, plan) one roster job to its end."""
+    options = options or RunOptions()
+    job = project.job(job_id)
+    assert job.source is not None and job.mapping is not None
+    partner = project.partners[job.partner]
+    offered = project.programs_of(partner.id)
+    mapper = Mapper(project.mappings[job.mapping], offered.keys())
+    source = project.connectors[job.source].open_source(
+        job.source, project.settings.root
+    )
+    settings = project.settings
+
+    store = StateStore(settings.database_url(settings.state_url))
+    platform = SqlPlatform(settings.database_url(settings.platform_url))
+    try:
+        store.create_schema()
+        full_read = source.full and options.only is None
+        scope = PlanScope(partner, job.source, full_read=source.full, only=options.only)
+        if options.dry_run:
+            return _dry_run(job.id, scope, mapper, store, source.read(), options)
+        platform.create_schema()
+        platform.ensure_catalog(partner, offered.values())
+        run = _Run(job.id, scope, mapper, store, platform, options, settings.batch_size)
+        return run.execute(source.read(), full_read)
+    finally:
+        store.close()
+        platform.close()
+
+
+def _dry_run(
+    job: str,
+    scope: PlanScope,
+    mapper: Mapper,
+    store: StateStore,
+    records: Iterable[Record],
+    options: RunOptions,
+) -> RunOutcome:
+    sink = MemoryPlan()
+    outcome = RunOutcome(job, scope.partner.id, "planned")
+    active_before = store.active_learners(scope.partner.id)
+    try:
+        planner = Planner(scope, mapper, store, sink, trace=options.trace)
+        outcome.stats = planner.plan(_counted(records, options))
+    except ReadError as exc:
+        outcome.status, outcome.error = "failed", str(exc)
+        return outcome
+    verdict = _verdict(outcome.stats, scope, store, active_before, options)
+    for change in sink.changes:
+        change.held = verdict.held and change.kind in DEPROVISIONING_KINDS
+    outcome.held_reason = verdict.reason if verdict.held else None
+    outcome.changes = sink.changes
+    return outcome
+
+
+def _verdict(
+    stats: PlanStats,
+    scope: PlanScope,
+    store: StateStore,
+    active_before: int,
+    options: RunOptions,
+) -> Verdict:
+    verdict = judge(
+        stats,
+        scope.partner.guard,
+        scope.partner.id,
+        store,
+        full_read=scope.full_read and scope.only is None,
+        now=scope.now,
+        active_before=active_before,
+    )
+    if verdict.held and verdict.overridable and options.allow_mass_deprovision:
+        logger.warning(
+            "guard overridden by --allow-mass-deprovision: %s", verdict.reason
+        )
+        return Verdict(False)
+    return verdict
+
+
+def _counted(records: Iterable[Record], options: RunOptions) -> Iterator[Record]:
+    if options.on_record is None:
+        yield from records
+        return
+    for record in records:
+        options.on_record()
+        yield record
+
+
+class _Run:
+    """One stored, applied run of a roster job."""
+
+    def __init__(
+        self,
+        job: str,
+        scope: PlanScope,
+        mapper: Mapper,
+        store: StateStore,
+        platform: SqlPlatform,
+        options: RunOptions,
+        batch_size: int,
+    ) -> None:
+        self.job, self.scope, self.mapper = job, scope, mapper
+        self.store, self.platform, self.options = store, platform, options
+        self.batch_size = batch_size
+        self.partner = scope.partner.id
+
+    def execute(self, records: Iterable[Record], full_read: bool) -> RunOutcome:
+        mode = "only" if self.options.only else ("full" if full_read else "delta")
+        run_id = self.store.start_run(
+            self.job, self.partner, "roster", mode, self.scope.now
+        )
+        log = run_logger(__name__, run_id=run_id, job=self.job, partner=self.partner)
+        outcome = RunOutcome(self.job, self.partner, "done", run_id=run_id)
+        log.info("run started (%s read)", mode)
+        try:
+            self._plan(run_id, records, outcome)
+            self._apply(run_id, outcome)
+        except (ReadError, ApplyError) as exc:
+            outcome.status, outcome.error = "failed", str(exc)
+            log.error("run failed: %s", exc)
+        except BaseException as exc:
+            self.store.update_run(
+                run_id,
+                status="failed",
+                error=type(exc).__name__,
+                finished_at=datetime.now().astimezone(),
+            )
+            raise
+        self._finish(run_id, outcome)
+        log.info("run %s: %s", outcome.status, _summary(outcome))
+        return outcome
+
+    def _plan(
+        self, run_id: str, records: Iterable[Record], outcome: RunOutcome
+    ) -> None:
+        active_before = self.store.active_learners(self.partner)
+        sink = self.store.stored_plan(run_id, self.partner, self.job)
+        planner = Planner(
+            self.scope, self.mapper, self.store, sink, trace=self.options.trace
+        )
+        try:
+            outcome.stats = planner.plan(_counted(records, self.options))
+        finally:
+            outcome.stats = planner.stats
+            sink.flush()
+        verdict = _verdict(
+            outcome.stats, self.scope, self.store, active_before, self.options
+        )
+        if verdict.held:
+            self.store.hold_deprovisioning(run_id)
+            outcome.status, outcome.held_reason = "held", verdict.reason
+        self.store.update_run(
+            run_id,
+            status="applying",
+            records_read=outcome.stats.read,
+            quarantined=outcome.stats.quarantined,
+            counts=outcome.stats.counts.by_kind,
+            held_reason=outcome.held_reason,
+            override=self.options.allow_mass_deprovision,
+        )
+
+    def _apply(self, run_id: str, outcome: RunOutcome) -> None:
+        for batch in self.store.planned_batches(run_id, self.batch_size):
+            self.platform.apply(self.partner, batch)
+            self.store.commit_batch(
+                run_id,
+                self.partner,
+                self.scope.connector,
+                batch,
+                datetime.now().astimezone(),
+            )
+            if self.options.on_batch is not None:
+                self.options.on_batch(len(batch))
+        outcome.platform_writes = self.platform.writes
+
+    def _finish(self, run_id: str, outcome: RunOutcome) -> None:
+        self.store.update_run(
+            run_id,
+            status=outcome.status,
+            error=outcome.error,
+            finished_at=datetime.now().astimezone(),
+            records_read=outcome.stats.read,
+            quarantined=outcome.stats.quarantined,
+            counts=outcome.stats.counts.by_kind,
+        )
+
+
+def _summary(outcome: RunOutcome) -> str:
+    counts = ", ".join(
+        f"{kind}={n}" for kind, n in outcome.stats.counts.by_kind.items()
+    )
+    return (
+        f"read={outcome.stats.read} unchanged={outcome.stats.unchanged} "
+        f"quarantined={outcome.stats.quarantined} {counts} "
+        f"platform_writes={outcome.platform_writes}"
+    )

@@ -1,0 +1,148 @@
+"""The command line as an operator uses it: real processes, exit codes, output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.conftest import ProjectDir
+
+JOB = "example-corp-roster"
+
+
+def cli(
+    project_dir: ProjectDir,
+    *args: str,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "MICROCRED_ROOT": str(project_dir.root), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "microcred_sync", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_check_accepts_the_committed_files(project_dir: ProjectDir) -> None:
+    """`check` on the repository's configuration says ok and exits 0."""
+    result = cli(project_dir, "check")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ok: 1 partners")
+
+
+def test_bad_mapping_field_names_file_and_field_and_writes_nothing(
+    project_dir: ProjectDir, employees: Callable[[int], list[str]]
+) -> None:
+    """A misspelt transform gives one line naming the file and field, exit 2, no db."""
+    project_dir.write_roster(employees(3))
+    mapping = project_dir.root / "mappings" / "example-corp-hris.yaml"
+    mapping.write_text(
+        mapping.read_text(encoding="utf-8").replace(
+            "[collapse_spaces]", "[colapse_spaces]"
+        ),
+        encoding="utf-8",
+    )
+    for command in (["check"], ["run", JOB]):
+        result = cli(project_dir, *command)
+        assert result.returncode == 2
+        message = result.stderr.strip()
+        assert len(message.splitlines()) == 1
+        assert "mappings/example-corp-hris.yaml" in message
+        assert "job_title" in message and "colapse_spaces" in message
+    assert not (project_dir.root / "var").exists()
+
+
+def test_job_naming_an_unknown_connector_is_a_configuration_error(
+    project_dir: ProjectDir,
+) -> None:
+    """A job whose source has no connector file stops with exit 2 naming both."""
+    jobs = project_dir.root / "scheduler" / "jobs.yaml"
+    jobs.write_text(
+        jobs.read_text(encoding="utf-8").replace(
+            "source: example-corp-hris", "source: nowhere"
+        ),
+        encoding="utf-8",
+    )
+    result = cli(project_dir, "check")
+    assert result.returncode == 2
+    assert (
+        "scheduler/jobs.yaml" in result.stderr
+        and "connectors/nowhere.yaml" in result.stderr
+    )
+
+
+def test_settings_from_environment_override_the_file(
+    project_dir: ProjectDir, employees: Callable[[int], list[str]], tmp_path: Path
+) -> None:
+    """MICROCRED_STATE_URL moves the state store; a bad value is a config error."""
+    project_dir.write_roster(employees(3))
+    elsewhere = tmp_path / "elsewhere.db"
+    result = cli(
+        project_dir, "run", JOB, env={"MICROCRED_STATE_URL": f"sqlite:///{elsewhere}"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert elsewhere.exists()
+    bad = cli(project_dir, "check", env={"MICROCRED_BATCH_SIZE": "zero"})
+    assert bad.returncode == 2 and "batch_size" in bad.stderr
+
+
+def test_run_then_plan_json_then_status_quarantine_and_audit(
+    project_dir: ProjectDir, employees: Callable[[int], list[str]]
+) -> None:
+    """The operator's loop: run, plan as JSON, status, quarantine list, audit."""
+    from tests.conftest import employee_row
+
+    rows = [*employees(8), employee_row(9, email="not-an-email")]
+    project_dir.write_roster(rows)
+    first = cli(project_dir, "run", JOB)
+    assert first.returncode == 0, first.stderr
+    assert "learners created 8" in first.stdout and "held no" in first.stdout
+
+    rows[1] = employee_row(2, department="Finance")
+    project_dir.write_roster(rows)
+    planned = cli(project_dir, "plan", JOB, "--output", "json")
+    assert planned.returncode == 0, planned.stderr
+    document = json.loads(planned.stdout)
+    assert document["job"] == JOB and document["held"] is False
+    assert set(document["counts"]) == {
+        "create",
+        "update",
+        "suspend",
+        "reactivate",
+        "enroll",
+        "withdraw",
+    }
+    assert document["counts"]["update"] == 1
+    assert [
+        change["key"] for change in document["changes"] if change["kind"] == "update"
+    ] == ["000002"]
+
+    status = cli(project_dir, "status")
+    assert JOB in status.stdout and "done" in status.stdout
+
+    quarantined = cli(project_dir, "quarantine", "list", JOB)
+    assert "hris-export.csv:10" in quarantined.stdout and "email" in quarantined.stdout
+
+    audit = cli(project_dir, "audit", "--learner", "000002", "--output", "json")
+    entries = json.loads(audit.stdout)
+    assert entries[0]["kind"] == "create"
+
+
+def test_held_run_exits_3(
+    project_dir: ProjectDir, employees: Callable[[int], list[str]]
+) -> None:
+    """A run the guard holds exits with code 3 and says why."""
+    rows = employees(40)
+    project_dir.write_roster(rows)
+    assert cli(project_dir, "run", JOB).returncode == 0
+    project_dir.write_roster(rows[:30])
+    result = cli(project_dir, "run", JOB)
+    assert result.returncode == 3
+    assert "held yes" in result.stdout and "--allow-mass-deprovision" in result.stdout

@@ -1,0 +1,89 @@
+"""Shared fixtures: a throwaway project folder with its own files and databases."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+HEADER = (
+    "Employee ID,First Name,Last Name,Preferred Name,Work Email,Department,"
+    "Job Title,Job Level,Manager ID,Location,Employment Status,Hire Date,"
+    "Termination Date"
+)
+
+
+def employee_row(number: int, **overrides: str) -> str:
+    """One HRIS export row for an invented employee ``number``."""
+    cells = {
+        "id": f"{number:06d}",
+        "first": f"Given{number}",
+        "last": f"Family{number}",
+        "preferred": "",
+        "email": f"person{number}@example-corp.com",
+        "department": ["Analytics", "Engineering", "Sales", "Finance"][number % 4],
+        "title": "Analyst",
+        "level": str(1 + number % 7),
+        "manager": "",
+        "location": "Lyon",
+        "status": "Active",
+        "hired": "03-02-2019",
+        "left": "",
+    }
+    cells.update(overrides)
+    return ",".join(cells.values())
+
+
+class ProjectDir:
+    """A project folder in tmp_path: the repository's config, its own inbox."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.inbox = root / "inbox"
+        self.inbox.mkdir()
+
+    def write_roster(self, rows: list[str], name: str = "hris-export.csv") -> Path:
+        path = self.inbox / name
+        text = "\r\n".join([HEADER, *rows]) + "\r\n"
+        path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+        return path
+
+    def platform(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.root / "var" / "platform.db")
+
+    def state(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.root / "var" / "state.db")
+
+    def scalar(self, database: str, query: str, *args: object) -> object:
+        connection = self.platform() if database == "platform" else self.state()
+        try:
+            return connection.execute(query, args).fetchone()[0]
+        finally:
+            connection.close()
+
+
+@pytest.fixture
+def project_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ProjectDir:
+    """A copy of the repository's configuration, reading `inbox/*.csv`."""
+    root = tmp_path / "project"
+    root.mkdir()
+    for folder in ("config", "connectors", "mappings", "scheduler"):
+        shutil.copytree(REPO / folder, root / folder)
+    connector = root / "connectors" / "example-corp-hris.yaml"
+    text = connector.read_text(encoding="utf-8")
+    text = text.replace("examples/example-corp/inbox/hris-export-*.csv", "inbox/*.csv")
+    connector.write_text(text, encoding="utf-8")
+    for name in ("MICROCRED_ROOT", "MICROCRED_STATE_URL", "MICROCRED_PLATFORM_URL"):
+        monkeypatch.delenv(name, raising=False)
+    return ProjectDir(root)
+
+
+@pytest.fixture
+def employees() -> Callable[[int], list[str]]:
+    """``n`` valid, active employee rows."""
+    return lambda n: [employee_row(number) for number in range(1, n + 1)]
