@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     state_url: str = "sqlite:///var/state.db"
     platform_url: str = "sqlite:///var/platform.db"
     secrets_dir: Path | None = None
-    batch_size: int = Field(default=1000, ge=1, le=50_000)
+    batch_size: int = Field(default=5000, ge=1, le=50_000)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
 

@@ -13,7 +13,7 @@ from typing import ClassVar
 FieldValue = str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Record:
     """One raw row, entry or object read from a source.
 

@@ -171,6 +171,7 @@ class CsvSource(Source):
     def __init__(self, connector_id: str, root: Path, config: CsvConnector) -> None:
         super().__init__(connector_id, root)
         self.config = config
+        self._nulls = frozenset(config.null_values)
 
     def describe(self) -> str:
         """The connector and the path pattern, e.g. ``csv:hris exports/*.csv``."""
@@ -386,7 +387,8 @@ class CsvSource(Source):
                 return
             except (csv.Error, UnicodeDecodeError, OSError) as error:
                 raise self._incomplete(path, line, error) from error
-            if _is_blank(cells):
+            # The first cell is nearly always filled: skip the full blank check then.
+            if (not cells or not cells[0].strip()) and _is_blank(cells):
                 continue
             yield self._record(path.name, line, columns, cells, width)
 
@@ -399,21 +401,19 @@ class CsvSource(Source):
         width: int,
     ) -> Record:
         """Turn one row's cells into a record, flagging a wrong number of cells."""
-        fields = {
-            column: self._value(cell)
-            for column, cell in zip(columns, cells, strict=False)
-        }
+        fields: dict[str, FieldValue] = dict(
+            zip(columns, map(str.strip, cells), strict=False)
+        )
+        if self._nulls:
+            for column, text in fields.items():
+                if text in self._nulls:
+                    fields[column] = None
         problem = None
         if len(cells) != width:
             problem = f"row has {len(cells)} cells, header has {width}"
         return Record(
             fields=fields, location=f"{file_name}:{line}", line=line, problem=problem
         )
-
-    def _value(self, cell: str) -> FieldValue:
-        """A cell's text, trimmed; ``None`` when it is one of the null values."""
-        text = cell.strip()
-        return None if text in self.config.null_values else text
 
     def _incomplete(self, path: Path, line: int, error: Exception) -> ReadIncomplete:
         """The error for a file that cannot be parsed from ``line`` on."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, update
@@ -19,7 +19,7 @@ from ..errors import ApplyError
 from ..learners import DATE_FIELDS, LEARNER_FIELDS
 from ..mappings.emails import normalize_email
 from ..partners import Partner, Program
-from ..sqlutil import make_engine, upsert
+from ..sqlutil import dialect_insert, execute_many, make_engine, upsert
 from ..sync.changes import Change, enrollment_id
 from .base import Platform
 from .tables import enrollments, learners, metadata, partners, programs
@@ -54,7 +54,7 @@ class SqlPlatform(Platform):
         for change in batch:
             if not change.held:
                 by_kind[change.kind].append(change)
-        now = datetime.now().astimezone()
+        now = datetime.now(UTC)
         try:
             with self.engine.begin() as connection:
                 self.writes += self._create(connection, partner, by_kind["create"], now)
@@ -122,7 +122,7 @@ class SqlPlatform(Platform):
                 .where(learners.c.id == bindparam("b_id"))
                 .values({**assignments, "updated_at": now})
             )
-            connection.execute(statement, rows)
+            execute_many(connection, statement, rows)
         return len(updates)
 
     def _set_status(
@@ -135,10 +135,8 @@ class SqlPlatform(Platform):
             .where(learners.c.id == bindparam("b_id"))
             .values(status=status, updated_at=now)
         )
-        connection.execute(
-            statement, [{"b_id": change.learner_id} for change in changes]
-        )
-        return len(changes)
+        rows = [{"b_id": change.learner_id} for change in changes]
+        return execute_many(connection, statement, rows)
 
     def _enroll(
         self, connection: Connection, partner: str, enrolls: list[Change], now: datetime
@@ -157,10 +155,7 @@ class SqlPlatform(Platform):
             }
             for change in enrolls
         ]
-        from sqlalchemy.dialects import postgresql, sqlite
-
-        dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-        statement = dialect.insert(enrollments)
+        statement = dialect_insert(connection, enrollments)
         statement = statement.on_conflict_do_update(
             index_elements=["id"],
             set_={"status": "active", "updated_at": statement.excluded.updated_at},
@@ -168,8 +163,7 @@ class SqlPlatform(Platform):
                 enrollments.c.status != "active", enrollments.c.status != "completed"
             ),
         )
-        connection.execute(statement, rows)
-        return len(rows)
+        return execute_many(connection, statement, rows)
 
     def _withdraw(
         self, connection: Connection, withdrawals: list[Change], now: datetime
@@ -189,8 +183,7 @@ class SqlPlatform(Platform):
             {"b_id": enrollment_id(change.learner_id, change.program or "")}
             for change in withdrawals
         ]
-        connection.execute(statement, rows)
-        return len(rows)
+        return execute_many(connection, statement, rows)
 
 
 def _columns(fields: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
-    Index,
     MetaData,
     String,
     Table,
@@ -57,7 +56,6 @@ learners = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("partner_id", "external_key", name="uq_learners_partner_key"),
-    Index("ix_learners_partner_email", "partner_id", "email_norm"),
 )
 
 enrollments = Table(

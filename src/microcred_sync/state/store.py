@@ -9,17 +9,17 @@ that harmless.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Row, and_, func, select, update
+import orjson
+from sqlalchemy import Connection, Engine, Row, and_, func, select, update
 
-from ..sqlutil import make_engine, upsert
-from ..sync.changes import DEPROVISIONING_KINDS, Change, Snapshot
+from ..sqlutil import driver_rows, execute_many, make_engine, placeholders, upsert
+from ..sync.changes import Change, Snapshot, SnapshotHead
 from .tables import changes, metadata, quarantine, runs, snapshots
 
 #: Rows per IN list; well under every database's limit on bound parameters.
@@ -29,19 +29,17 @@ LOOKUP_CHUNK = 900
 def _dumps(document: Any) -> str | None:
     if document is None:
         return None
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    return orjson.dumps(document).decode()
 
 
 def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+    return None if text is None else orjson.loads(text)
 
 
 def _aware(moment: datetime | None) -> datetime | None:
     """SQLite returns naive datetimes; the store only ever writes UTC-aware ones."""
     if moment is None or moment.tzinfo is not None:
         return moment
-    from datetime import UTC
-
     return moment.replace(tzinfo=UTC)
 
 
@@ -91,6 +89,21 @@ class StateStore:
                     found[row.source_key] = _snapshot(row)
         return found
 
+    def heads(self, partner: str, keys: list[str]) -> dict[str, SnapshotHead]:
+        """What the planner needs to skip an unchanged record, for ``keys``."""
+        found: dict[str, SnapshotHead] = {}
+        with self.engine.connect() as connection:
+            for start in range(0, len(keys), LOOKUP_CHUNK):
+                chunk = keys[start : start + LOOKUP_CHUNK]
+                sql = (
+                    f"SELECT {_HEAD_SQL} FROM snapshots WHERE partner = "
+                    f"{placeholders(connection, 1)} AND source_key IN "
+                    f"({placeholders(connection, len(chunk))})"
+                )
+                for row in driver_rows(connection, sql, [partner, *chunk]):
+                    found[row[0]] = _head(row)
+        return found
+
     def email_owners(self, partner: str, emails: list[str]) -> dict[str, str]:
         """For each normalized email held by a learner, that learner's source key."""
         owners: dict[str, str] = {}
@@ -108,18 +121,20 @@ class StateStore:
                 )
         return owners
 
-    def unseen_candidates(
+    def connector_heads(
         self, partner: str, connector: str
-    ) -> Iterator[tuple[str, Snapshot]]:
-        """Every snapshot of ``connector`` that a full read may deprovision."""
-        query = select(snapshots).where(
-            snapshots.c.partner == partner, snapshots.c.connector == connector
-        )
+    ) -> Iterator[tuple[str, SnapshotHead]]:
+        """The head of every snapshot that ``connector`` provisioned."""
         with self.engine.connect() as connection:
-            result = connection.execution_options(yield_per=2000).execute(query)
-            for row in result:
-                if row.status == "active" or row.programs != "[]":
-                    yield row.source_key, _snapshot(row)
+            marks = placeholders(connection, 2).split(", ")
+            sql = (
+                f"SELECT {_HEAD_SQL} FROM snapshots WHERE partner = {marks[0]}"
+                f" AND connector = {marks[1]}"
+            )
+            cursor = connection.exec_driver_sql(sql, (partner, connector))
+            while rows := cursor.fetchmany(5000):
+                for row in rows:
+                    yield row[0], _head(row)
 
     def active_learners(self, partner: str) -> int:
         """How many of the partner's learners are active."""
@@ -130,12 +145,9 @@ class StateStore:
             return int(connection.execute(query).scalar_one())
 
     def applied_deprovisions(self, partner: str, since: datetime) -> int:
-        """Suspensions applied to the partner's learners since ``since``."""
-        query = select(func.count()).where(
-            changes.c.partner == partner,
-            changes.c.kind == "suspend",
-            changes.c.state == "applied",
-            changes.c.applied_at >= since,
+        """Suspensions applied to the partner by runs started since ``since``."""
+        query = select(func.coalesce(func.sum(runs.c.suspensions_applied), 0)).where(
+            runs.c.partner == partner, runs.c.started_at >= since
         )
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
@@ -161,6 +173,7 @@ class StateStore:
                     flow=flow,
                     mode=mode,
                     status="planning",
+                    suspensions_applied=0,
                     started_at=now,
                     records_read=0,
                     quarantined=0,
@@ -210,28 +223,91 @@ class StateStore:
 
     # -- plans ----------------------------------------------------------------
 
-    def stored_plan(self, run_id: str, partner: str, job: str) -> StoredPlan:
-        """A sink that writes a run's plan and quarantine to the store."""
-        return StoredPlan(self, run_id, partner, job)
-
     def hold_deprovisioning(self, run_id: str) -> int:
-        """Mark the run's suspensions and deprovisioning withdrawals as held."""
+        """Mark the run's waiting suspensions and withdrawals as held."""
         query = (
             update(changes)
             .where(
                 changes.c.run_id == run_id,
-                changes.c.state == "planned",
-                changes.c.kind.in_(sorted(DEPROVISIONING_KINDS)),
+                changes.c.state == "deferred",
+                changes.c.kind.in_(("suspend", "withdraw")),
             )
             .values(state="held")
         )
         with self.engine.begin() as connection:
             return int(connection.execute(query).rowcount)
 
+    def record_planned(
+        self,
+        run_id: str,
+        partner: str,
+        job: str,
+        planned: Sequence[Change],
+        deferred: set[int],
+        quarantined: Sequence[dict[str, Any]],
+    ) -> None:
+        """Store planned changes and quarantined records, in one transaction.
+
+        Changes whose seq is in ``deferred`` wait for the guard (state ``deferred``)
+        and keep their snapshot in the row, as they are applied from the store.
+        """
+        rows = [
+            _change_row(run_id, partner, change, change.seq in deferred)
+            for change in planned
+        ]
+        with self.engine.begin() as connection:
+            execute_many(connection, changes.insert(), rows)
+            execute_many(connection, quarantine.insert(), quarantined)
+
+    def record_applied(
+        self,
+        run_id: str,
+        partner: str,
+        connector: str,
+        applied: Sequence[Change],
+        now: datetime,
+    ) -> None:
+        """Record changes the platform committed: snapshots and marks, one transaction.
+
+        Every ``planned`` change between the first and the last of ``applied`` is one
+        of them: earlier batches are marked, deferred ones have their own state.
+        """
+        rows = [
+            _snapshot_row(partner, connector, change)
+            for change in applied
+            if change.snapshot is not None
+        ]
+        with self.engine.begin() as connection:
+            upsert(connection, snapshots, rows, keys=("partner", "source_key"))
+            self._mark(connection, run_id, "planned", applied, now)
+
+    def _mark(
+        self,
+        connection: Connection,
+        run_id: str,
+        state: str,
+        batch: Sequence[Change],
+        now: datetime,
+    ) -> None:
+        connection.execute(
+            update(changes)
+            .where(
+                changes.c.run_id == run_id,
+                changes.c.state == state,
+                changes.c.seq.between(batch[0].seq, batch[-1].seq),
+            )
+            .values(state="applied", applied_at=now)
+        )
+
     def planned_batches(self, run_id: str, size: int) -> Iterator[list[Change]]:
-        """The run's stored plan in order, in batches that never split a key's group."""
+        """The run's changes not yet applied, in order, in batches that never split a
+        key's group (held changes come along so that their group is known)."""
         query = (
-            select(changes).where(changes.c.run_id == run_id).order_by(changes.c.seq)
+            select(changes)
+            .where(
+                changes.c.run_id == run_id, changes.c.state.in_(("deferred", "held"))
+            )
+            .order_by(changes.c.seq)
         )
         batch: list[Change] = []
         with self.engine.connect() as connection:
@@ -253,7 +329,7 @@ class StateStore:
         batch: Sequence[Change],
         now: datetime,
     ) -> None:
-        """Record an applied batch: new snapshots and applied marks, atomically."""
+        """Record an applied batch of deferred changes, in one transaction."""
         # A key whose group holds a held change keeps its old snapshot, so the next
         # run plans the whole group again; the applied part replays harmlessly.
         held_keys = {change.source_key for change in batch if change.held}
@@ -262,18 +338,18 @@ class StateStore:
             for change in batch
             if change.snapshot is not None and change.source_key not in held_keys
         ]
-        first, last = batch[0].seq, batch[-1].seq
+        suspended = sum(
+            1 for change in batch if change.kind == "suspend" and not change.held
+        )
         with self.engine.begin() as connection:
             upsert(connection, snapshots, rows, keys=("partner", "source_key"))
-            connection.execute(
-                update(changes)
-                .where(
-                    changes.c.run_id == run_id,
-                    changes.c.seq.between(first, last),
-                    changes.c.state == "planned",
+            self._mark(connection, run_id, "deferred", batch, now)
+            if suspended:
+                connection.execute(
+                    update(runs)
+                    .where(runs.c.id == run_id)
+                    .values(suspensions_applied=runs.c.suspensions_applied + suspended)
                 )
-                .values(state="applied", applied_at=now)
-            )
 
     # -- reading back ---------------------------------------------------------
 
@@ -315,60 +391,25 @@ class StateStore:
             ]
 
 
-class StoredPlan:
-    """A plan sink that buffers changes and quarantine rows and writes them in bulk."""
+_HEAD_SQL = "source_key, record_hash, status, suspended_at, programs"
 
-    FLUSH_AT = 2000
 
-    def __init__(self, store: StateStore, run_id: str, partner: str, job: str) -> None:
-        self.store = store
-        self.run_id = run_id
-        self.partner = partner
-        self.job = job
-        self.seq = 0
-        self._changes: list[dict[str, Any]] = []
-        self._quarantine: list[dict[str, Any]] = []
-
-    def add_group(self, group: list[Change]) -> None:
-        for change in group:
-            self.seq += 1
-            change.seq = self.seq
-            self._changes.append(_change_row(self.run_id, self.partner, change))
-        if len(self._changes) >= self.FLUSH_AT:
-            self.flush()
-
-    def quarantine(self, location: str, key: str | None, reason: str) -> None:
-        self._quarantine.append(
-            {
-                "run_id": self.run_id,
-                "job": self.job,
-                "partner": self.partner,
-                "location": location,
-                "source_key": key,
-                "reason": reason,
-                "created_at": datetime.now().astimezone(),
-            }
-        )
-
-    def flush(self) -> None:
-        """Write what is buffered, in one transaction."""
-        if not self._changes and not self._quarantine:
-            return
-        with self.store.engine.begin() as connection:
-            if self._changes:
-                connection.execute(changes.insert(), self._changes)
-            if self._quarantine:
-                connection.execute(quarantine.insert(), self._quarantine)
-        self._changes, self._quarantine = [], []
+def _head(row: Sequence[Any]) -> SnapshotHead:
+    """A head from a driver row (``_HEAD_SQL``'s columns, values as the driver
+    returns them: SQLite gives the timestamp as text)."""
+    suspended = row[3]
+    if isinstance(suspended, str):
+        suspended = datetime.fromisoformat(suspended)
+    return SnapshotHead(row[1], row[2], _aware(suspended), row[4] != "[]")
 
 
 def _snapshot(row: Row[Any]) -> Snapshot:
     return Snapshot(
         learner_id=row.learner_id,
         record_hash=row.record_hash,
-        fields=json.loads(row.fields),
+        fields=orjson.loads(row.fields),
         status=row.status,
-        programs=json.loads(row.programs),
+        programs=orjson.loads(row.programs),
         email_norm=row.email_norm,
         suspended_at=_aware(row.suspended_at),
     )
@@ -391,7 +432,13 @@ def _snapshot_row(partner: str, connector: str, change: Change) -> dict[str, Any
     }
 
 
-def _change_row(run_id: str, partner: str, change: Change) -> dict[str, Any]:
+def _change_row(
+    run_id: str, partner: str, change: Change, keep_snapshot: bool
+) -> dict[str, Any]:
+    after = dict(change.after or {})
+    if change.reason:
+        after["reason"] = change.reason
+    snapshot = change.snapshot if keep_snapshot else None
     return {
         "run_id": run_id,
         "seq": change.seq,
@@ -401,15 +448,9 @@ def _change_row(run_id: str, partner: str, change: Change) -> dict[str, Any]:
         "kind": change.kind,
         "program": change.program,
         "before": _dumps(change.before),
-        "after": _dumps(
-            {
-                **(change.after or {}),
-                **({"reason": change.reason} if change.reason else {}),
-            }
-            or None
-        ),
-        "snapshot": _dumps(change.snapshot.to_json()) if change.snapshot else None,
-        "state": "planned",
+        "after": _dumps(after or None),
+        "snapshot": _dumps(snapshot.to_json()) if snapshot else None,
+        "state": "deferred" if keep_snapshot else "planned",
         "applied_at": None,
     }
 

@@ -39,6 +39,9 @@ runs = Table(
     Column("held_reason", Text),
     Column("error", Text),
     Column("override", Boolean, nullable=False, default=False),
+    #: Suspensions applied so far, counted in the transaction that records them:
+    #: the guard's rolling window sums these.
+    Column("suspensions_applied", Integer, nullable=False, default=0),
     Index("ix_runs_job_started", "job", "started_at"),
 )
 
@@ -60,7 +63,6 @@ changes = Table(
     Column("state", String(20), nullable=False),
     Column("applied_at", DateTime(timezone=True)),
     Index("ix_changes_partner_key", "partner", "source_key"),
-    Index("ix_changes_partner_kind_applied", "partner", "kind", "applied_at"),
 )
 
 #: The last applied state of each source key, with the hash of the record it came
@@ -78,7 +80,6 @@ snapshots = Table(
     Column("programs", Text, nullable=False),
     Column("email_norm", String(320)),
     Column("suspended_at", DateTime(timezone=True)),
-    Index("ix_snapshots_connector_status", "partner", "connector", "status"),
     Index("ix_snapshots_email", "partner", "email_norm"),
 )
 

@@ -22,8 +22,6 @@ REPORTED_KINDS: Final = (
     "withdraw",
 )
 
-#: Kinds the guard holds back when a read looks wrong.
-DEPROVISIONING_KINDS: Final = frozenset({"suspend", "withdraw"})
 
 #: The namespace of every id microcred-sync derives (UUID v5).
 NAMESPACE: Final = uuid.UUID("5d0f3f5e-6b1a-5a51-9c1e-6d6963726564")
@@ -37,6 +35,16 @@ def learner_id(partner: str, source_key: str) -> str:
 def enrollment_id(learner: str, program: str) -> str:
     """The id of an enrollment; also its xAPI ``registration``."""
     return str(uuid.uuid5(NAMESPACE, f"enrollment/{learner}/{program}"))
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotHead:
+    """The part of a snapshot that decides whether a record needs a second look."""
+
+    record_hash: str | None
+    status: str
+    suspended_at: datetime | None
+    has_programs: bool
 
 
 @dataclass(slots=True)
@@ -96,6 +104,8 @@ class Change:
     reason: str | None = None
     seq: int = 0
     held: bool = False
+    #: A suspension or a withdrawal by policy: it waits for the guard's verdict.
+    deprovision: bool = False
 
     def describe(self) -> str:
         """One line for plans and traces: kind, key, program or fields."""

@@ -13,7 +13,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
 from ..connectors.base import Record
@@ -22,7 +22,7 @@ from ..learners import LearnerValue, WantedLearner
 from ..mappings.emails import normalize_email
 from ..mappings.engine import Mapper
 from ..partners import Partner
-from .changes import Change, Counts, Snapshot, learner_id
+from .changes import Change, Counts, Snapshot, SnapshotHead, learner_id
 
 logger = logging.getLogger(__name__)
 
@@ -32,13 +32,15 @@ CHUNK_SIZE = 1000
 class SnapshotReader(Protocol):
     """What the planner reads from the state store."""
 
+    def heads(self, partner: str, keys: list[str]) -> dict[str, SnapshotHead]: ...
+
     def snapshots(self, partner: str, keys: list[str]) -> dict[str, Snapshot]: ...
 
     def email_owners(self, partner: str, emails: list[str]) -> dict[str, str]: ...
 
-    def unseen_candidates(
+    def connector_heads(
         self, partner: str, connector: str
-    ) -> Iterator[tuple[str, Snapshot]]: ...
+    ) -> Iterator[tuple[str, SnapshotHead]]: ...
 
 
 class PlanSink(Protocol):
@@ -70,7 +72,7 @@ class PlanScope:
     connector: str
     full_read: bool
     only: frozenset[str] | None = None
-    now: datetime = field(default_factory=lambda: datetime.now().astimezone())
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 class Planner:
@@ -90,7 +92,7 @@ class Planner:
         self.sink = sink
         self.trace = trace
         self.stats = PlanStats()
-        self._salt = mapper.fingerprint.encode()
+        self._salt = mapper.fingerprint.encode()[:64]
         self._seen: set[str] = set()
         self._claimed_emails: set[str] = set()
         self._duplicates_fail = mapper.spec.duplicates == "reject_read"
@@ -164,22 +166,28 @@ class Planner:
         if not pending:
             return
         partner = self.scope.partner.id
-        snapshots = self.state.snapshots(partner, [key for key, _ in pending])
-        mapped: list[tuple[str, Record, str, WantedLearner, Snapshot | None]] = []
+        heads = self.state.heads(partner, [key for key, _ in pending])
+        second_look: list[tuple[str, Record, str]] = []
         for key, record in pending:
             digest = self._hash(record)
-            snapshot = snapshots.get(key)
+            head = heads.get(key)
             if (
-                snapshot is not None
-                and snapshot.record_hash == digest
-                and not self._withdraw_due(snapshot)
+                head is not None
+                and head.record_hash == digest
+                and not self._withdraw_due(head)
             ):
                 self.stats.unchanged += 1
-                self._trace_unchanged(key)
+                self._say(key, "unchanged since the last applied run")
                 continue
+            second_look.append((key, record, digest))
+        known = self.state.snapshots(
+            partner, [key for key, _, _ in second_look if key in heads]
+        )
+        mapped: list[tuple[str, Record, str, WantedLearner, Snapshot | None]] = []
+        for key, record, digest in second_look:
             wanted = self._map(key, record)
             if wanted is not None:
-                mapped.append((key, record, digest, wanted, snapshot))
+                mapped.append((key, record, digest, wanted, known.get(key)))
         self._plan_mapped(mapped)
 
     def _map(self, key: str, record: Record) -> WantedLearner | None:
@@ -313,6 +321,7 @@ class Planner:
                 before={"status": "active"},
                 after={"status": "suspended"},
                 reason="inactive in the source",
+                deprovision=True,
             )
             return "suspended", [change]
         if snapshot.status == "suspended" and wanted == "active":
@@ -332,18 +341,27 @@ class Planner:
     def _plan_unseen(self) -> None:
         """Suspend who is gone from a complete full read; withdraw by policy."""
         partner, connector = self.scope.partner.id, self.scope.connector
-        for key, snapshot in self.state.unseen_candidates(partner, connector):
+        pending: list[str] = []
+        for key, head in self.state.connector_heads(partner, connector):
             if key in self._seen:
                 continue
+            if head.status == "active" or self._withdraw_due(head):
+                pending.append(key)
+            if len(pending) >= CHUNK_SIZE:
+                self._deprovision(pending)
+                pending = []
+        self._deprovision(pending)
+
+    def _deprovision(self, keys: list[str]) -> None:
+        for key, snapshot in self.state.snapshots(self.scope.partner.id, keys).items():
             if snapshot.status == "active":
                 self._emit(self._suspend_absent(key, snapshot))
-            elif self._withdraw_due(snapshot):
-                changes = self._deprovision_withdrawals(
-                    key, snapshot.learner_id, set(snapshot.programs)
-                )
-                snapshot.programs = []
-                changes[0].snapshot = snapshot
-                self._emit(changes)
+                continue
+            ident, programs = snapshot.learner_id, set(snapshot.programs)
+            changes = self._deprovision_withdrawals(key, ident, programs)
+            snapshot.programs = []
+            changes[0].snapshot = snapshot
+            self._emit(changes)
 
     def _suspend_absent(self, key: str, snapshot: Snapshot) -> list[Change]:
         gone = Snapshot(
@@ -363,21 +381,21 @@ class Planner:
                 before={"status": "active"},
                 after={"status": "suspended"},
                 reason="absent from a full read",
+                deprovision=True,
                 snapshot=gone,
             )
         ]
 
-    def _withdraw_due(self, snapshot: Snapshot) -> bool:
+    def _withdraw_due(self, head: SnapshotHead | Snapshot) -> bool:
+        """Whether policy withdraws this suspended learner's open enrollments now."""
         policy = self.scope.partner.deprovision
-        if (
-            policy.mode != "withdraw"
-            or not snapshot.programs
-            or snapshot.suspended_at is None
-        ):
-            return False
-        return self.scope.now - snapshot.suspended_at >= timedelta(
-            days=policy.withdraw_after_days
+        has_programs = (
+            head.has_programs if isinstance(head, SnapshotHead) else bool(head.programs)
         )
+        if policy.mode != "withdraw" or not has_programs or head.suspended_at is None:
+            return False
+        waited = self.scope.now - head.suspended_at
+        return waited >= timedelta(days=policy.withdraw_after_days)
 
     def _deprovision_withdrawals(
         self, key: str, ident: str, programs: set[str]
@@ -385,7 +403,9 @@ class Planner:
         days = self.scope.partner.deprovision.withdraw_after_days
         reason = f"suspended for {days} days or more"
         return [
-            Change("withdraw", key, ident, program=program, reason=reason)
+            Change(
+                "withdraw", key, ident, program=program, reason=reason, deprovision=True
+            )
             for program in sorted(programs)
         ]
 
@@ -397,21 +417,17 @@ class Planner:
             self._say(change.source_key, change.describe())
         self.sink.add_group(group)
 
-    def _trace_unchanged(self, key: str) -> None:
-        self._say(key, "unchanged since the last applied run")
-
     def _say(self, key: str, line: str) -> None:
         if self.trace is not None:
             self.trace(f"{key}: {line}")
 
     def _hash(self, record: Record) -> str:
-        """A hash of the record and the mapping; equal hashes need no mapping."""
-        digest = hashlib.blake2b(self._salt, digest_size=16)
-        for name in sorted(record.fields):
-            value = record.fields[name]
-            digest.update(name.encode())
-            digest.update(b"\x1e" if value is None else b"\x1f" + value.encode())
-        return digest.hexdigest()
+        """A hash of the record and the mapping; equal hashes need no mapping.
+
+        Fields go in in the source's order: a reordered export is remapped once.
+        """
+        text = repr(record.fields).encode()
+        return hashlib.blake2b(text, digest_size=16, key=self._salt).hexdigest()
 
 
 def _email_of(wanted: WantedLearner) -> str | None:

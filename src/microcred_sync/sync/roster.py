@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from ..connectors.base import Record
@@ -20,7 +20,8 @@ from ..mappings.engine import Mapper
 from ..platform.sql import SqlPlatform
 from ..project import Project
 from ..state.store import StateStore
-from .changes import DEPROVISIONING_KINDS, Change
+from .apply import BatchApplier
+from .changes import Change
 from .guard import Verdict, judge
 from .planner import Planner, PlanScope, PlanStats
 
@@ -129,7 +130,7 @@ def _dry_run(
         return outcome
     verdict = _verdict(outcome.stats, scope, store, active_before, options)
     for change in sink.changes:
-        change.held = verdict.held and change.kind in DEPROVISIONING_KINDS
+        change.held = verdict.held and change.deprovision
     outcome.held_reason = verdict.reason if verdict.held else None
     outcome.changes = sink.changes
     return outcome
@@ -195,8 +196,7 @@ class _Run:
         outcome = RunOutcome(self.job, self.partner, "done", run_id=run_id)
         log.info("run started (%s read)", mode)
         try:
-            self._plan(run_id, records, outcome)
-            self._apply(run_id, outcome)
+            self._plan_and_apply(run_id, records, outcome)
         except (ReadError, ApplyError) as exc:
             outcome.status, outcome.error = "failed", str(exc)
             log.error("run failed: %s", exc)
@@ -205,66 +205,52 @@ class _Run:
                 run_id,
                 status="failed",
                 error=type(exc).__name__,
-                finished_at=datetime.now().astimezone(),
+                finished_at=datetime.now(UTC),
             )
             raise
-        self._finish(run_id, outcome)
-        log.info("run %s: %s", outcome.status, _summary(outcome))
-        return outcome
-
-    def _plan(
-        self, run_id: str, records: Iterable[Record], outcome: RunOutcome
-    ) -> None:
-        active_before = self.store.active_learners(self.partner)
-        sink = self.store.stored_plan(run_id, self.partner, self.job)
-        planner = Planner(
-            self.scope, self.mapper, self.store, sink, trace=self.options.trace
-        )
-        try:
-            outcome.stats = planner.plan(_counted(records, self.options))
-        finally:
-            outcome.stats = planner.stats
-            sink.flush()
-        verdict = _verdict(
-            outcome.stats, self.scope, self.store, active_before, self.options
-        )
-        if verdict.held:
-            self.store.hold_deprovisioning(run_id)
-            outcome.status, outcome.held_reason = "held", verdict.reason
+        outcome.platform_writes = self.platform.writes
         self.store.update_run(
             run_id,
-            status="applying",
+            status=outcome.status,
+            error=outcome.error,
+            finished_at=datetime.now(UTC),
             records_read=outcome.stats.read,
             quarantined=outcome.stats.quarantined,
             counts=outcome.stats.counts.by_kind,
             held_reason=outcome.held_reason,
             override=self.options.allow_mass_deprovision,
         )
+        log.info("run %s: %s", outcome.status, _summary(outcome))
+        return outcome
 
-    def _apply(self, run_id: str, outcome: RunOutcome) -> None:
-        for batch in self.store.planned_batches(run_id, self.batch_size):
-            self.platform.apply(self.partner, batch)
-            self.store.commit_batch(
-                run_id,
-                self.partner,
-                self.scope.connector,
-                batch,
-                datetime.now().astimezone(),
-            )
-            if self.options.on_batch is not None:
-                self.options.on_batch(len(batch))
-        outcome.platform_writes = self.platform.writes
-
-    def _finish(self, run_id: str, outcome: RunOutcome) -> None:
-        self.store.update_run(
-            run_id,
-            status=outcome.status,
-            error=outcome.error,
-            finished_at=datetime.now().astimezone(),
-            records_read=outcome.stats.read,
-            quarantined=outcome.stats.quarantined,
-            counts=outcome.stats.counts.by_kind,
+    def _plan_and_apply(
+        self, run_id: str, records: Iterable[Record], outcome: RunOutcome
+    ) -> None:
+        """Plan the read; batches without deprovisioning are applied as they fill."""
+        active_before = self.store.active_learners(self.partner)
+        applier = BatchApplier(
+            self.store,
+            self.platform,
+            run_id=run_id,
+            job=self.job,
+            partner=self.partner,
+            connector=self.scope.connector,
+            batch_size=self.batch_size,
+            on_batch=self.options.on_batch,
         )
+        planner = Planner(
+            self.scope, self.mapper, self.store, applier, trace=self.options.trace
+        )
+        try:
+            outcome.stats = planner.plan(_counted(records, self.options))
+        finally:
+            outcome.stats = planner.stats
+        verdict = _verdict(
+            outcome.stats, self.scope, self.store, active_before, self.options
+        )
+        if verdict.held:
+            outcome.status, outcome.held_reason = "held", verdict.reason
+        applier.finish(hold=verdict.held)
 
 
 def _summary(outcome: RunOutcome) -> str:

@@ -1,0 +1,120 @@
+"""Applying a plan in batches: stored first, then applied, then recorded.
+
+``BatchApplier`` is the plan sink of a real run. Each batch of change groups is
+stored in the state store, applied to the platform in one transaction, and then
+recorded (snapshots and applied marks) in the state store. Groups that deprovision
+(a suspension, a withdrawal by policy) are only stored: they wait for the guard's
+verdict on the whole read, and ``finish`` applies them or holds them.
+
+A crash after a batch is stored but before it is recorded leaves its snapshots as
+they were; the next run plans the same changes again and the platform's writes,
+keyed by derived ids, make the replay harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from ..platform.base import Platform
+from ..state.store import StateStore
+from .changes import Change
+
+
+class BatchApplier:
+    """A plan sink that stores, applies and records batches of change groups."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        platform: Platform,
+        *,
+        run_id: str,
+        job: str,
+        partner: str,
+        connector: str,
+        batch_size: int,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self.store, self.platform = store, platform
+        self.run_id, self.job = run_id, job
+        self.partner, self.connector = partner, connector
+        self.batch_size = batch_size
+        self.on_batch = on_batch
+        self._seq = 0
+        self._groups: list[list[Change]] = []
+        self._size = 0
+        self._quarantined: list[dict[str, Any]] = []
+
+    # -- the sink -------------------------------------------------------------
+
+    def add_group(self, group: list[Change]) -> None:
+        for change in group:
+            self._seq += 1
+            change.seq = self._seq
+        self._groups.append(group)
+        self._size += len(group)
+        if self._size >= self.batch_size:
+            self.flush()
+
+    def quarantine(self, location: str, key: str | None, reason: str) -> None:
+        self._quarantined.append(
+            {
+                "run_id": self.run_id,
+                "job": self.job,
+                "partner": self.partner,
+                "location": location,
+                "source_key": key,
+                "reason": reason,
+                "created_at": datetime.now(UTC),
+            }
+        )
+
+    # -- batches --------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Store what is buffered, then apply and record all but deprovisioning."""
+        if not self._groups and not self._quarantined:
+            return
+        planned = [change for group in self._groups for change in group]
+        deferred = [group for group in self._groups if _deprovisions(group)]
+        waiting = {change.seq for group in deferred for change in group}
+        now_ready = [change for change in planned if change.seq not in waiting]
+        self.store.record_planned(
+            self.run_id, self.partner, self.job, planned, waiting, self._quarantined
+        )
+        self._groups, self._size, self._quarantined = [], 0, []
+        if now_ready:
+            self._apply(now_ready)
+
+    def finish(self, hold: bool) -> None:
+        """Flush, then apply the deprovisioning groups, or hold their deprovisioning."""
+        self.flush()
+        if hold:
+            self.store.hold_deprovisioning(self.run_id)
+        for batch in self.store.planned_batches(self.run_id, self.batch_size):
+            self.platform.apply(self.partner, batch)
+            self.store.commit_batch(
+                self.run_id,
+                self.partner,
+                self.connector,
+                batch,
+                datetime.now(UTC),
+            )
+            self._report(batch)
+
+    def _apply(self, batch: list[Change]) -> None:
+        self.platform.apply(self.partner, batch)
+        self.store.record_applied(
+            self.run_id, self.partner, self.connector, batch, datetime.now(UTC)
+        )
+        self._report(batch)
+
+    def _report(self, batch: list[Change]) -> None:
+        if self.on_batch is not None:
+            self.on_batch(len(batch))
+
+
+def _deprovisions(group: list[Change]) -> bool:
+    return any(change.deprovision for change in group)
