@@ -85,8 +85,10 @@ class Planner:
         state: SnapshotReader,
         sink: PlanSink,
         trace: Callable[[str], None] | None = None,
+        log: logging.Logger | logging.LoggerAdapter[logging.Logger] = logger,
     ) -> None:
         self.scope = scope
+        self.log = log
         self.mapper = mapper
         self.state = state
         self.sink = sink
@@ -112,7 +114,7 @@ class Planner:
         except ReadIncomplete as exc:
             self.stats.read_complete = False
             self.stats.read_problem = str(exc)
-            logger.warning("read ended early: %s", exc)
+            self.log.warning("read ended early: %s", exc)
         self._plan_chunk(pending)
         if (
             self.scope.full_read
@@ -156,7 +158,7 @@ class Planner:
     def _quarantine(self, record: Record, key: str | None, reason: str) -> None:
         self.stats.quarantined += 1
         self.sink.quarantine(record.location, key, reason)
-        logger.warning("quarantined %s key=%s: %s", record.location, key, reason)
+        self.log.warning("quarantined %s key=%s: %s", record.location, key, reason)
         if self.trace is not None:
             self.trace(f"{key or record.location}: quarantined: {reason}")
 

@@ -142,6 +142,7 @@ def _verdict(
     store: StateStore,
     active_before: int,
     options: RunOptions,
+    log: logging.Logger | logging.LoggerAdapter[logging.Logger] = logger,
 ) -> Verdict:
     verdict = judge(
         stats,
@@ -153,9 +154,7 @@ def _verdict(
         active_before=active_before,
     )
     if verdict.held and verdict.overridable and options.allow_mass_deprovision:
-        logger.warning(
-            "guard overridden by --allow-mass-deprovision: %s", verdict.reason
-        )
+        log.warning("guard overridden by --allow-mass-deprovision: %s", verdict.reason)
         return Verdict(False)
     return verdict
 
@@ -184,6 +183,7 @@ class _Run:
     ) -> None:
         self.job, self.scope, self.mapper = job, scope, mapper
         self.store, self.platform, self.options = store, platform, options
+        self.log: logging.Logger | logging.LoggerAdapter[logging.Logger] = logger
         self.batch_size = batch_size
         self.partner = scope.partner.id
 
@@ -192,7 +192,9 @@ class _Run:
         run_id = self.store.start_run(
             self.job, self.partner, "roster", mode, self.scope.now
         )
-        log = run_logger(__name__, run_id=run_id, job=self.job, partner=self.partner)
+        log = self.log = run_logger(
+            __name__, run_id=run_id, job=self.job, partner=self.partner
+        )
         outcome = RunOutcome(self.job, self.partner, "done", run_id=run_id)
         log.info("run started (%s read)", mode)
         try:
@@ -239,14 +241,19 @@ class _Run:
             on_batch=self.options.on_batch,
         )
         planner = Planner(
-            self.scope, self.mapper, self.store, applier, trace=self.options.trace
+            self.scope,
+            self.mapper,
+            self.store,
+            applier,
+            trace=self.options.trace,
+            log=self.log,
         )
         try:
             outcome.stats = planner.plan(_counted(records, self.options))
         finally:
             outcome.stats = planner.stats
         verdict = _verdict(
-            outcome.stats, self.scope, self.store, active_before, self.options
+            outcome.stats, self.scope, self.store, active_before, self.options, self.log
         )
         if verdict.held:
             outcome.status, outcome.held_reason = "held", verdict.reason

@@ -1,0 +1,165 @@
+"""Identity and blank-cell cases from the field (ID-02, CSV-06), end to end."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from microcred_sync.platform.sql import SqlPlatform
+from microcred_sync.project import load_project
+from microcred_sync.settings import Settings
+from microcred_sync.sync.changes import Change, learner_id
+from microcred_sync.sync.roster import RunOptions, RunOutcome, run_roster
+from tests.conftest import ProjectDir, employee_row
+
+JOB = "example-corp-roster"
+
+
+def run(project_dir: ProjectDir, **options: object) -> RunOutcome:
+    project = load_project(Settings(root=project_dir.root))
+    return run_roster(project, JOB, RunOptions(**options))  # type: ignore[arg-type]
+
+
+def test_case_only_email_change_is_an_update_not_a_create(
+    project_dir: ProjectDir, employees: Callable[[int], list[str]]
+) -> None:
+    """ID-02: `Dana.Okafor@Example.COM` for a known learner updates the display form."""
+    rows = employees(5)
+    rows[0] = employee_row(1, email="dana.okafor@example.com")
+    project_dir.write_roster(rows)
+    run(project_dir)
+    rows[0] = employee_row(1, email="Dana.Okafor@Example.COM")
+    project_dir.write_roster(rows)
+    outcome = run(project_dir)
+    assert outcome.stats.counts.by_kind["create"] == 0
+    assert outcome.stats.counts.by_kind["update"] == 1
+    stored = project_dir.scalar(
+        "platform", "select email from learners where external_key = '000001'"
+    )
+    assert stored == "Dana.Okafor@Example.COM"
+    assert project_dir.scalar("platform", "select count(*) from learners") == 5
+
+
+def test_case_variant_of_another_learners_email_is_quarantined(
+    project_dir: ProjectDir, employees: Callable[[int], list[str]]
+) -> None:
+    """ID-02: a new key with another learner's email in other case is never merged."""
+    rows = employees(3)
+    rows[0] = employee_row(1, email="dana.okafor@example.com")
+    project_dir.write_roster(rows)
+    run(project_dir)
+    project_dir.write_roster([*rows, employee_row(9, email="DANA.OKAFOR@example.com")])
+    outcome = run(project_dir)
+    assert outcome.stats.quarantined == 1
+    assert project_dir.scalar("platform", "select count(*) from learners") == 3
+
+
+def test_blank_cell_does_not_overwrite_a_known_value(
+    project_dir: ProjectDir, employees: Callable[[int], list[str]]
+) -> None:
+    """CSV-06: a blank job title leaves the stored title alone (on_empty: leave)."""
+    rows = employees(3)
+    project_dir.write_roster(rows)
+    run(project_dir)
+    rows[1] = employee_row(2, title="")
+    project_dir.write_roster(rows)
+    outcome = run(project_dir)
+    assert outcome.stats.counts.by_kind["update"] == 0
+    title = project_dir.scalar(
+        "platform", "select job_title from learners where external_key = '000002'"
+    )
+    assert title == "Analyst"
+
+
+def test_blank_cell_clears_where_the_mapping_says_so(
+    project_dir: ProjectDir, employees: Callable[[int], list[str]]
+) -> None:
+    """A blank manager id clears the manager (on_empty: clear in the example)."""
+    rows = employees(3)
+    rows[2] = employee_row(3, manager="000001")
+    project_dir.write_roster(rows)
+    run(project_dir)
+    rows[2] = employee_row(3, manager="")
+    project_dir.write_roster(rows)
+    outcome = run(project_dir)
+    assert outcome.stats.counts.by_kind["update"] == 1
+    manager = project_dir.scalar(
+        "platform", "select manager_key from learners where external_key = '000003'"
+    )
+    assert manager is None
+
+
+def test_trimmed_key_matches_the_same_learner(
+    project_dir: ProjectDir, employees: Callable[[int], list[str]]
+) -> None:
+    """CSV-06: ` 000002 ` with spaces is the same learner as `000002`."""
+    rows = employees(3)
+    project_dir.write_roster(rows)
+    run(project_dir)
+    rows[1] = employee_row(2, id=" 000002 ")
+    project_dir.write_roster(rows)
+    outcome = run(project_dir)
+    assert outcome.stats.counts.total() == 0
+
+
+def test_duplicate_keys_reject_the_read_when_the_mapping_says_so(
+    project_dir: ProjectDir, employees: Callable[[int], list[str]]
+) -> None:
+    """CSV-06 policy `reject_read`: a duplicate key fails the run, naming the row."""
+    mapping = project_dir.root / "mappings" / "example-corp-hris.yaml"
+    text = mapping.read_text(encoding="utf-8")
+    mapping.write_text(
+        text.replace("duplicates: keep_first", "duplicates: reject_read"), "utf-8"
+    )
+    project_dir.write_roster(
+        [*employees(3), employee_row(2, email="x@example-corp.com")]
+    )
+    outcome = run(project_dir)
+    assert outcome.status == "failed"
+    assert "hris-export.csv:5" in (outcome.error or "")
+    assert "000002" in (outcome.error or "")
+
+
+def test_platform_apply_is_idempotent(tmp_path: Path) -> None:
+    """Applying the same batch twice leaves one learner and one enrollment."""
+    from microcred_sync.partners import Partner, Program
+
+    platform = SqlPlatform(f"sqlite:///{tmp_path / 'platform.db'}")
+    platform.create_schema()
+    program = Program(id="p1", title="P1", activity_iri="https://learn.example.org/p1")
+    platform.ensure_catalog(Partner(id="acme", name="Acme"), [program])
+    ident = learner_id("acme", "E-1")
+    batch = [
+        Change("create", "E-1", ident, after={"email": "a@example.com"}),
+        Change("enroll", "E-1", ident, program="p1"),
+    ]
+    platform.apply("acme", batch)
+    platform.apply("acme", batch)
+    with platform.engine.connect() as connection:
+        learners = connection.exec_driver_sql("select count(*) from learners")
+        assert learners.scalar_one() == 1
+        enrollments = connection.exec_driver_sql("select count(*) from enrollments")
+        assert enrollments.scalar_one() == 1
+    platform.close()
+
+
+def test_run_logs_carry_run_context_and_no_personal_data(
+    project_dir: ProjectDir,
+    employees: Callable[[int], list[str]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Log lines name the run and stable keys, never an email or a name."""
+    project_dir.write_roster([*employees(5), employee_row(6, email="bad@")])
+    with caplog.at_level(logging.DEBUG, logger="microcred_sync"):
+        outcome = run(project_dir)
+    text = "\n".join(record.getMessage() for record in caplog.records)
+    assert not re.search(r"[\w.]+@[\w-]+\.\w+", text)
+    assert "Given1" not in text and "Family1" not in text
+    lifecycle = [r for r in caplog.records if r.name == "microcred_sync.sync.roster"]
+    assert lifecycle and all(
+        getattr(r, "run_id", None) == outcome.run_id for r in lifecycle
+    )
