@@ -27,7 +27,7 @@ def test_committed_files_load_and_reference_each_other() -> None:
 
 
 def test_example_job_end_to_end(tmp_path: Path) -> None:
-    """The example export: created, quarantined, enrolled; then a rerun changes nothing."""
+    """The example export is provisioned once; a rerun changes nothing."""
     root = tmp_path / "repo"
     for folder in ("config", "connectors", "mappings", "scheduler", "examples"):
         shutil.copytree(REPO / folder, root / folder)
