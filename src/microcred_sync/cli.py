@@ -6,6 +6,7 @@ Exit codes: 0 done, 1 failed, 2 configuration error, 3 held by the guard.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -268,7 +269,36 @@ def _progress(options: RunOptions) -> Iterator[None]:
         applying = progress.add_task("applying", total=None)
         options.on_record = _advance(progress, reading)
         options.on_batch = lambda size: progress.advance(applying, size)
+        with _logs_above(progress.console):
+            yield
+
+
+class _ConsoleHandler(logging.Handler):
+    """Prints log lines through rich, above a live progress display."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.console.print(self.format(record), markup=False, highlight=False)
+
+
+@contextmanager
+def _logs_above(console: Console) -> Iterator[None]:
+    """Send the package's log lines through ``console`` (same format and filters)."""
+    package = logging.getLogger("microcred_sync")
+    saved = package.handlers[:]
+    handler = _ConsoleHandler(console)
+    if saved:
+        handler.setFormatter(saved[0].formatter)
+        for log_filter in saved[0].filters:
+            handler.addFilter(log_filter)
+    package.handlers[:] = [handler]
+    try:
         yield
+    finally:
+        package.handlers[:] = saved
 
 
 def _advance(progress: Progress, task: Any) -> Callable[[], None]:
