@@ -89,11 +89,11 @@ def check(context: click.Context) -> None:
 
 @main.command()
 @click.argument("job")
+@click.argument("keys", nargs=-1, metavar="[KEY]...")
 @click.option(
     "--only",
-    multiple=True,
-    metavar="KEY",
-    help="Provision only these source keys now, tracing each decision.",
+    is_flag=True,
+    help="Provision only the KEYs given after the job now, tracing each decision.",
 )
 @click.option(
     "--allow-mass-deprovision",
@@ -104,15 +104,17 @@ def check(context: click.Context) -> None:
 def run(
     context: click.Context,
     job: str,
-    only: tuple[str, ...],
+    keys: tuple[str, ...],
+    only: bool,
     allow_mass_deprovision: bool,
 ) -> None:
-    """Run a job now: read, plan, guard, apply."""
+    """Run a job now: read, plan, guard, apply (`run JOB --only KEY...`)."""
+    selected = _keys(keys, only)
     project = _project(context)
     options = RunOptions(
-        only=frozenset(only) or None, allow_mass_deprovision=allow_mass_deprovision
+        only=frozenset(selected) or None, allow_mass_deprovision=allow_mass_deprovision
     )
-    if only:
+    if selected:
         options.trace = lambda line: out.print(f"trace {line}", markup=False)
     with _progress(options):
         outcome = run_roster(project, job, options)
@@ -122,22 +124,25 @@ def run(
 
 @main.command()
 @click.argument("job")
+@click.argument("keys", nargs=-1, metavar="[KEY]...")
 @click.option("--output", type=click.Choice(["table", "json"]), default="table")
-@click.option("--only", multiple=True, metavar="KEY")
+@click.option("--only", is_flag=True, help="Plan only the KEYs given after the job.")
 @click.option("--allow-mass-deprovision", is_flag=True)
 @click.pass_context
 def plan(
     context: click.Context,
     job: str,
     output: str,
-    only: tuple[str, ...],
+    keys: tuple[str, ...],
+    only: bool,
     allow_mass_deprovision: bool,
 ) -> None:
     """Show what a run would change, without changing anything."""
+    selected = _keys(keys, only)
     project = _project(context)
     options = RunOptions(
         dry_run=True,
-        only=frozenset(only) or None,
+        only=frozenset(selected) or None,
         allow_mass_deprovision=allow_mass_deprovision,
     )
     outcome = run_roster(project, job, options)
@@ -235,6 +240,15 @@ def quarantine_list(context: click.Context, job: str, run_id: str | None) -> Non
         ("location", "key", "reason"),
         [(row["location"], row["key"] or "-", row["reason"]) for row in rows],
     )
+
+
+def _keys(keys: tuple[str, ...], only: bool) -> tuple[str, ...]:
+    """The keys of ``--only KEY...``; keys without the flag are a usage error."""
+    if keys and not only:
+        raise click.UsageError("source keys after the job need --only")
+    if only and not keys:
+        raise click.UsageError("--only needs at least one source key")
+    return keys
 
 
 # -- output ---------------------------------------------------------------------

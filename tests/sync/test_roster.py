@@ -422,3 +422,34 @@ def test_missing_source_fails_the_run(project_dir: ProjectDir) -> None:
     outcome = run(project_dir)
     assert outcome.status == "failed" and outcome.exit_code == 1
     assert "inbox/*.csv" in (outcome.error or "")
+
+
+def test_malformed_row_of_a_known_learner_does_not_suspend_them(
+    project_dir: ProjectDir, employees: Callable[[int], list[str]]
+) -> None:
+    """A row with an extra cell is quarantined with its key; its learner stays active."""
+    rows = employees(10)
+    project_dir.write_roster(rows)
+    run(project_dir)
+    rows[6] = employee_row(7) + ",extra cell"
+    project_dir.write_roster(rows)
+    outcome = run(project_dir)
+    assert outcome.stats.quarantined == 1
+    assert outcome.stats.counts.by_kind["suspend"] == 0
+    assert learner_count(project_dir, "active") == 10
+    quarantined = project_dir.scalar("state", "select source_key from quarantine")
+    assert quarantined == "000007"
+
+
+def test_only_mode_traces_the_mapping_even_when_unchanged(
+    project_dir: ProjectDir, employees: Callable[[int], list[str]]
+) -> None:
+    """--only looks at the named keys afresh and explains each rule's outcome."""
+    project_dir.write_roster([*employees(10), employee_row(11, id="")])
+    run(project_dir)
+    lines: list[str] = []
+    outcome = run(project_dir, only=frozenset({"000008"}), trace=lines.append)
+    assert outcome.stats.counts.total() == 0
+    assert outcome.stats.quarantined == 0
+    assert any("data-analytics-foundations" in line for line in lines)
+    assert all(line.startswith("000008") for line in lines)

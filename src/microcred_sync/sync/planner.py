@@ -127,16 +127,19 @@ class Planner:
     # -- reading --------------------------------------------------------------
 
     def _keyed(self, record: Record) -> str | None:
-        """The record's source key, or None once it has been quarantined or skipped."""
-        if record.problem is not None:
-            self._quarantine(record, None, record.problem)
-            return None
+        """The record's source key, or None once it has been quarantined or skipped.
+
+        A record with a key is seen even when it is quarantined: a malformed row is
+        no reason to suspend the person it belongs to.
+        """
+        only = self.scope.only
         try:
             key = self.mapper.key_of(record)
         except RecordRejected as exc:
-            self._quarantine(record, None, exc.reason)
+            if only is None:
+                self._quarantine(record, None, record.problem or exc.reason)
             return None
-        if self.scope.only is not None and key not in self.scope.only:
+        if only is not None and key not in only:
             return None
         if key in self._seen:
             if self._duplicates_fail:
@@ -153,6 +156,9 @@ class Planner:
             )
             return None
         self._seen.add(key)
+        if record.problem is not None:
+            self._quarantine(record, key, record.problem)
+            return None
         return key
 
     def _quarantine(self, record: Record, key: str | None, reason: str) -> None:
@@ -177,6 +183,7 @@ class Planner:
                 head is not None
                 and head.record_hash == digest
                 and not self._withdraw_due(head)
+                and self.scope.only is None
             ):
                 self.stats.unchanged += 1
                 self._say(key, "unchanged since the last applied run")
