@@ -427,7 +427,7 @@ def test_missing_source_fails_the_run(project_dir: ProjectDir) -> None:
 def test_malformed_row_of_a_known_learner_does_not_suspend_them(
     project_dir: ProjectDir, employees: Callable[[int], list[str]]
 ) -> None:
-    """A row with an extra cell is quarantined with its key; its learner stays active."""
+    """A row with an extra cell is quarantined with its key; its learner stays."""
     rows = employees(10)
     project_dir.write_roster(rows)
     run(project_dir)
