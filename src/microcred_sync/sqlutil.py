@@ -103,12 +103,17 @@ def execute_many(
         if (processor := bind.type.bind_processor(dialect)) is not None
     ]
     pick = itemgetter(*names) if len(names) > 1 else (lambda row: (row[names[0]],))
+    # Converted values repeat (one timestamp per batch, a few hundred dates).
+    seen: list[dict[Any, Any]] = [{} for _ in converters]
     prepared: list[Any] = []
     for row in rows:
         values = list(pick({**fixed, **row} if fixed else row))
-        for index, processor in converters:
-            if values[index] is not None:
-                values[index] = processor(values[index])
+        for (index, processor), cache in zip(converters, seen, strict=True):
+            value = values[index]
+            if value is not None:
+                if value not in cache:
+                    cache[value] = processor(value)
+                values[index] = cache[value]
         prepared.append(
             tuple(values)
             if compiled.positional
