@@ -23,6 +23,7 @@ from rich.progress import (
     TextColumn,
 )
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import logging as sync_logging
 from .errors import ConfigError
@@ -32,6 +33,7 @@ from .state.store import StateStore
 from .sync.changes import REPORTED_KINDS
 from .sync.roster import RunOptions, RunOutcome, run_roster
 
+EXIT_FAILED = 1
 EXIT_CONFIG = 2
 
 out = Console(highlight=False, soft_wrap=True)
@@ -45,10 +47,9 @@ def _project(context: click.Context) -> Project:
 
 
 def _store(project: Project) -> StateStore:
+    """The state store, for reading: nothing is created when there is none yet."""
     settings = project.settings
-    store = StateStore(settings.database_url(settings.state_url))
-    store.create_schema()
-    return store
+    return StateStore.existing(settings.database_url(settings.state_url))
 
 
 class _Group(click.Group):
@@ -60,6 +61,16 @@ class _Group(click.Group):
         except ConfigError as exc:
             click.echo(f"configuration error: {exc}", err=True)
             sys.exit(EXIT_CONFIG)
+        except SQLAlchemyError as exc:
+            # The driver's own words only: SQLAlchemy's text carries SQL and values.
+            cause = getattr(exc, "orig", None) or exc
+            first = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+            click.echo(
+                f"database error: {first}; check the state_url and platform_url "
+                "settings and that the database is reachable and writable",
+                err=True,
+            )
+            sys.exit(EXIT_FAILED)
 
 
 @click.group(cls=_Group)
@@ -164,9 +175,10 @@ def status(context: click.Context) -> None:
     for job in project.jobs.values():
         last = latest.get(job.id)
         if last is None:
-            rows.append((job.id, job.partner, "never", "-", "-", "-", "-"))
+            rows.append((job.id, job.partner, "never", "-", "-", "-", "-", ""))
             continue
         changed = ", ".join(f"{k} {n}" for k, n in last.counts.items() if n) or "none"
+        why = (last.held_reason or last.error or "").split(";")[0]
         rows.append(
             (
                 job.id,
@@ -176,11 +188,20 @@ def status(context: click.Context) -> None:
                 str(last.records_read),
                 str(last.quarantined),
                 changed,
+                why,
             )
         )
-    _table(
-        ("job", "partner", "last run", "status", "read", "quarantined", "changes"), rows
+    headers = (
+        "job",
+        "partner",
+        "last run",
+        "status",
+        "read",
+        "quarantined",
+        "planned changes",
+        "why",
     )
+    _table(headers, rows)
 
 
 @main.command()
@@ -327,34 +348,39 @@ def _advance(progress: Progress, task: Any) -> Callable[[], None]:
 
 
 def _print_summary(outcome: RunOutcome) -> None:
-    stats, counts = outcome.stats, outcome.stats.counts.by_kind
-    out.print(f"{outcome.job}: {outcome.status}", markup=False)
-    out.print(
+    stats, counts = outcome.stats, dict(outcome.stats.counts.by_kind)
+    held = {"suspend": 0, "withdraw": 0}
+    if outcome.held_reason:
+        held, counts["suspend"], counts["withdraw"] = (
+            {"suspend": counts["suspend"], "withdraw": counts["withdraw"]},
+            0,
+            0,
+        )
+    lines = [
+        f"{outcome.job}: {outcome.status}",
         f"  read {stats.read}, unchanged {stats.unchanged}, "
         f"quarantined {stats.quarantined}",
-        markup=False,
-    )
-    out.print(
         f"  learners created {counts['create']}, updated {counts['update']}, "
         f"suspended {counts['suspend']}, reactivated {counts['reactivate']}",
-        markup=False,
-    )
-    out.print(
         f"  enrollments {counts['enroll']}, withdrawn {counts['withdraw']}",
-        markup=False,
-    )
+    ]
     if stats.skipped_inactive:
-        out.print(
-            f"  not created, inactive in the source {stats.skipped_inactive}",
-            markup=False,
+        lines.append(f"  not created, inactive in the source {stats.skipped_inactive}")
+    lines.append(f"  platform writes {outcome.platform_writes}")
+    if outcome.held_reason:
+        lines.append(f"  held yes: {outcome.held_reason}")
+        lines.append(
+            f"  not applied: {held['suspend']} suspensions, "
+            f"{held['withdraw']} withdrawals"
         )
-    out.print(f"  platform writes {outcome.platform_writes}", markup=False)
-    held = f"yes: {outcome.held_reason}" if outcome.held_reason else "no"
-    out.print(f"  held {held}", markup=False)
+    else:
+        lines.append("  held no")
     if outcome.error:
-        out.print(f"  error: {outcome.error}", markup=False)
+        lines.append(f"  error: {outcome.error}")
     if stats.quarantined:
-        out.print(f"  see: microcred-sync quarantine list {outcome.job}", markup=False)
+        lines.append(f"  see: microcred-sync quarantine list {outcome.job}")
+    for line in lines:
+        out.print(line, markup=False)
 
 
 def _plan_document(outcome: RunOutcome) -> dict[str, Any]:

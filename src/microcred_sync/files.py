@@ -13,32 +13,64 @@ from .errors import ConfigError
 ModelT = TypeVar("ModelT")
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """The safe loader, except that a key given twice in one mapping is an error.
+
+    Plain PyYAML keeps the last value, so a second ``path:`` would silently win.
+    Keys brought in by a merge (``<<: *defaults``) may still be overridden.
+    """
+
+    def construct_mapping(
+        self, node: yaml.MappingNode, deep: bool = False
+    ) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:
+                # An unhashable key: the base constructor reports it.
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    problem=f"duplicate key {key!r}", problem_mark=key_node.start_mark
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: Path, shown: str) -> Any:
-    """The parsed YAML document at ``path``; ``shown`` is the name used in errors."""
+    """The parsed YAML document at ``path``; ``shown`` is the name used in errors.
+
+    Raises ConfigError ``<shown>: line N: <problem>`` for a missing or unreadable
+    file, a syntax error or a key given twice in one mapping.
+    """
     try:
         with path.open(encoding="utf-8") as stream:
-            return yaml.safe_load(stream)
+            return yaml.load(stream, Loader=_StrictLoader)
     except FileNotFoundError:
-        raise ConfigError(f"{shown}: file not found", file=shown) from None
+        raise ConfigError(f"{shown}: file not found") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "not valid YAML"
-        raise ConfigError(f"{shown}:{where}: {problem}", file=shown) from None
+        raise ConfigError(f"{shown}:{where}: {problem}") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"{shown}: not UTF-8 text", file=shown) from None
+        raise ConfigError(f"{shown}: not UTF-8 text") from None
 
 
 def validate(document: Any, model: type[ModelT], shown: str) -> ModelT:
     """``document`` as ``model``, or ConfigError naming the file, field and problem."""
     if document is None:
-        raise ConfigError(f"{shown}: the file is empty", file=shown)
+        raise ConfigError(f"{shown}: the file is empty")
     try:
         if isinstance(model, type) and issubclass(model, BaseModel):
             return model.model_validate(document)
         return TypeAdapter(model).validate_python(document)
     except ValidationError as exc:
-        raise ConfigError(_first_problem(exc, shown), file=shown) from None
+        raise ConfigError(_first_problem(exc, shown)) from None
 
 
 def load_model(path: Path, model: type[ModelT], shown: str) -> ModelT:

@@ -20,6 +20,10 @@ class GuardPolicy(_Model):
     max_suspend_share: float = Field(default=0.10, ge=0.0, le=1.0)
     max_suspend_count: int | None = Field(default=None, ge=0)
     window_hours: int = Field(default=24, ge=1)
+    #: Withdrawals in one run, as a share of the partner's active enrollments.
+    max_withdraw_share: float = Field(default=0.10, ge=0.0, le=1.0)
+    #: A full read with more quarantined records than this looks broken.
+    max_quarantine_share: float = Field(default=0.5, ge=0.0, le=1.0)
 
 
 class DeprovisionPolicy(_Model):

@@ -52,6 +52,11 @@ class Project:
 def load_project(settings: Settings) -> Project:
     """Read and cross-check every file under the project root."""
     root = settings.root
+    if not (root / PARTNERS_FILE).is_file():
+        raise ConfigError(
+            f"{root}: not a microcred-sync project folder (no {PARTNERS_FILE}); "
+            "use --root or MICROCRED_ROOT"
+        )
     partners = _load_partners(root)
     programs = _load_programs(root)
     connectors = _load_folder(root, CONNECTORS_DIR, ConnectorConfig)

@@ -8,27 +8,33 @@ secret: secrets are read by name from the environment or the secrets directory, 
 
 from __future__ import annotations
 
+import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from .errors import ConfigError
 
 SETTINGS_FILE = Path("config/settings.toml")
+ENV_PREFIX = "MICROCRED_"
 
 
 class Settings(BaseSettings):
     """Where the state store and platform live, and how runs behave."""
 
     model_config = SettingsConfigDict(
-        env_prefix="MICROCRED_", extra="forbid", frozen=True, toml_file=None
+        env_prefix=ENV_PREFIX, extra="forbid", frozen=True, toml_file=None
     )
 
     root: Path = Field(default=Path("."), description="the project folder")
@@ -52,6 +58,26 @@ class Settings(BaseSettings):
         toml = TomlConfigSettingsSource(settings_cls, toml_file=toml_file)
         return (init_settings, env_settings, toml)
 
+    @field_validator("state_url", "platform_url")
+    @classmethod
+    def _database_url(cls, url: str) -> str:
+        # Caught here, a typo names the setting; caught by create_engine, it would
+        # surface in the middle of a run. The URL may hold a password: not shown.
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise ValueError(
+                "not a database URL (such as sqlite:///var/state.db or "
+                "postgresql+psycopg://host/database)"
+            ) from None
+        try:
+            parsed.get_dialect()
+        except NoSuchModuleError:
+            raise ValueError(
+                f"unknown database kind {parsed.drivername!r} in the URL"
+            ) from None
+        return url
+
     def resolve(self, path: Path | str) -> Path:
         """A path from a configuration file, taken relative to the project root."""
         candidate = Path(path)
@@ -69,23 +95,44 @@ class Settings(BaseSettings):
 
 def _toml_path(init_settings: PydanticBaseSettingsSource) -> Path:
     """The settings file under the root given by the caller or the environment."""
-    import os
-
     given = init_settings().get("root") or os.environ.get("MICROCRED_ROOT") or "."
     return Path(given) / SETTINGS_FILE
 
 
 def load_settings(root: Path | None = None) -> Settings:
-    """Read the settings, or raise ConfigError naming the file and the field."""
+    """Read the settings, or raise ConfigError naming where the bad value came from.
+
+    The message starts with the environment variable when one set the failing
+    field (``MICROCRED_BATCH_SIZE: ...``), otherwise with the settings file.
+    """
     try:
-        if root is None:
-            return Settings()
-        return Settings(root=root)
+        return Settings() if root is None else Settings(root=root)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        field = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        raise ConfigError(
-            f"{SETTINGS_FILE}: {field}: {error['msg']}", file=str(SETTINGS_FILE)
-        ) from None
+        given = () if root is None else ("root",)
+        raise ConfigError(_problem(exc.errors()[0], given)) from None
     except ValueError as exc:
-        raise ConfigError(f"{SETTINGS_FILE}: {exc}", file=str(SETTINGS_FILE)) from None
+        raise ConfigError(f"{SETTINGS_FILE}: {exc}") from None
+
+
+def _problem(error: ErrorDetails, given: Collection[str]) -> str:
+    """One line for a settings problem, headed by the variable or the file.
+
+    A value passed by the caller (``given``) outranks the environment, so a
+    variable set for that field is not where the bad value came from.
+    """
+    message = error["msg"].removeprefix("Value error, ")
+    field = ".".join(str(part) for part in error["loc"])
+    top = str(error["loc"][0]) if error["loc"] else ""
+    variable = _variable_for(top) if top and top not in given else None
+    if variable is not None:
+        return f"{variable}: {message}; the variable sets {field}"
+    return f"{SETTINGS_FILE}: {field or '(top level)'}: {message}"
+
+
+def _variable_for(field: str) -> str | None:
+    """The ``MICROCRED_*`` variable that sets ``field``, if one is set.
+
+    Variable names are matched without regard to case, as pydantic-settings does.
+    """
+    wanted = f"{ENV_PREFIX}{field}".upper()
+    return next((name for name in os.environ if name.upper() == wanted), None)

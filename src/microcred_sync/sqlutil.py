@@ -9,15 +9,38 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import NoSuchModuleError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
+from .errors import ConfigError
+
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
-    if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url, connect_args={"timeout": 30})
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys.
+
+    Raises ConfigError when the URL's driver is unknown or not installed; no
+    connection is made yet.
+    """
+    try:
+        if not url.startswith("sqlite"):
+            return create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+    except ModuleNotFoundError as exc:
+        # The dialect imports its driver here; the URL is not shown (a password).
+        module = exc.name or "database"
+        # Drivers that an optional extra of ours installs (``pyproject.toml``).
+        extra = {"psycopg": "postgres"}.get(module.partition(".")[0])
+        install = f"'microcred-sync[{extra}]'" if extra else module
+        raise ConfigError(
+            f"the database URL needs the {module} driver: pip install {install}"
+        ) from None
+    except NoSuchModuleError:
+        raise ConfigError(
+            f"the database URL names an unknown database or driver "
+            f"{make_url(url).drivername!r}"
+        ) from None
     database = engine.url.database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
@@ -137,3 +160,14 @@ def driver_rows(
     ``{marks}`` where the caller's markers go (see ``placeholders``)."""
     cursor = connection.exec_driver_sql(sql, tuple(parameters))
     return [tuple(row) for row in cursor.fetchall()]
+
+
+def sqlite_or_memory(url: str) -> str:
+    """``url``, or an in-memory SQLite URL when it names a SQLite file that does not
+    exist: for reading without creating anything."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix):
+        path = url.removeprefix(prefix)
+        if path and path != ":memory:" and not Path(path).exists():
+            return "sqlite://"
+    return url

@@ -107,7 +107,9 @@ def test_run_then_plan_json_then_status_quarantine_and_audit(
 
     rows[1] = employee_row(2, department="Finance")
     project_dir.write_roster(rows)
-    planned = cli(project_dir, "plan", JOB, "--output", "json")
+    planned = cli(
+        project_dir, "plan", JOB, "--output", "json", "--allow-mass-deprovision"
+    )
     assert planned.returncode == 0, planned.stderr
     document = json.loads(planned.stdout)
     assert document["job"] == JOB and document["held"] is False

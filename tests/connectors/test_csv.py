@@ -346,6 +346,75 @@ def test_unterminated_quote_is_incomplete_after_good_rows(tmp_path: Path) -> Non
     assert "line 4" in str(raised.value)
 
 
+# -- truncated files ----------------------------------------------------------
+
+HEADER_13 = "employee_id,email,first_name,last_name,department,title,manager," + (
+    "location,cost_center,hire_date,status,level,phone\n"
+)
+FULL_ROW = "E-{0:04d},p{0}@example.com,Ann,Lee,Ops,Analyst,E-0001,Oslo,C-7,2024-01-02"
+FULL_ROW += ",active,3,555-0100\n"
+
+
+def test_file_cut_mid_row_is_incomplete_after_good_rows(tmp_path: Path) -> None:
+    """A transfer cut mid-row: ReadIncomplete after the good rows, no partial row."""
+    whole = (HEADER_13 + "".join(FULL_ROW.format(i) for i in range(1, 21))).encode()
+    # Cut in the last row's fifth cell ("Ops" -> "Op"), about 97% of the bytes.
+    content = whole[: whole.rindex(b"Ops,") + 2]
+    last_line = content.count(b"\n") + 1
+    (tmp_path / "hris.csv").write_bytes(content)
+    records: list[Record] = []
+
+    with pytest.raises(ReadIncomplete) as raised:
+        records.extend(source(tmp_path).read())
+
+    assert len(records) == last_line - 2
+    assert all(record.problem is None for record in records)
+    assert raised.value.context["line"] == last_line
+    assert raised.value.context["file"] == "hris.csv"
+    assert f"hris.csv appears truncated: the row starting on line {last_line}" in str(
+        raised.value
+    )
+    assert "no line ending" in str(raised.value)
+
+
+def test_crlf_file_cut_after_carriage_return_is_not_truncated(tmp_path: Path) -> None:
+    """A last line ended by ``\\r`` alone still has a line ending."""
+    records = read(tmp_path, b"id,email,name\r\n1,a,Ann\r\n2,b\r")
+
+    assert [(r.fields["id"], r.problem) for r in records] == [
+        ("1", None),
+        ("2", "row has 2 cells, header has 3"),
+    ]
+
+
+def test_full_last_row_without_final_newline_is_read(tmp_path: Path) -> None:
+    """A last row with every cell but no final newline is a whole file."""
+    records = read(tmp_path, b'id,email,name\n1,a,Ann\n2,b,"Bo\nBrown"')
+
+    assert fields(records) == [
+        {"id": "1", "email": "a", "name": "Ann"},
+        {"id": "2", "email": "b", "name": "Bo\nBrown"},
+    ]
+    assert all(record.problem is None for record in records)
+
+
+def test_short_last_row_with_final_newline_is_flagged(tmp_path: Path) -> None:
+    """A short last row that ends with a newline is the export's, not a cut."""
+    records = read(tmp_path, b"id,email,name\n1,a,Ann\n2,b\n")
+
+    assert [(r.fields["id"], r.line, r.problem) for r in records] == [
+        ("1", 2, None),
+        ("2", 3, "row has 2 cells, header has 3"),
+    ]
+
+
+def test_long_last_row_without_final_newline_is_flagged(tmp_path: Path) -> None:
+    """Too many cells cannot come from a cut: flagged as before, no error."""
+    records = read(tmp_path, b"id,name\n1,Ann,extra")
+
+    assert [r.problem for r in records] == ["row has 3 cells, header has 2"]
+
+
 # -- choosing the file --------------------------------------------------------
 
 

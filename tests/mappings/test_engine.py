@@ -308,11 +308,11 @@ def test_email_keeps_its_display_form_and_compares_casefolded() -> None:
 
 
 def test_invalid_email_rejects_the_record() -> None:
-    """An invalid email rejects the record as 'invalid email' on field email."""
+    """An invalid email rejects the record as 'email: invalid email'."""
     with pytest.raises(RecordRejected) as caught:
         mapper().map(record(work_email="dana.okafor@@example.com"))
     assert (caught.value.reason, caught.value.field, caught.value.key) == (
-        "invalid email",
+        "email: invalid email",
         "email",
         "E-04410",
     )
@@ -349,7 +349,9 @@ def test_bad_date_rejects_naming_the_field() -> None:
     with pytest.raises(RecordRejected) as caught:
         mapper().map(record(hire_date="31-02-2024"))
     assert caught.value.field == "hire_date"
+    assert caught.value.reason.startswith("hire_date: not a date")
     assert "ISO 8601, %d-%m-%Y, %m/%d/%Y" in caught.value.reason
+    assert "31-02-2024" not in caught.value.reason
 
 
 # -- status and programs ---------------------------------------------------------
@@ -374,6 +376,8 @@ def test_unmapped_status_rejects() -> None:
     with pytest.raises(RecordRejected) as caught:
         mapper().map(record(employment_status="Retired"))
     assert caught.value.field == "status"
+    # The quarantine keeps only the reason, so it names the field; not the value.
+    assert caught.value.reason == "status: value is not listed in the map"
 
 
 def test_status_without_a_map_must_be_a_status() -> None:
@@ -382,8 +386,9 @@ def test_status_without_a_map_must_be_a_status() -> None:
         "status", {"from": "employment_status", "transforms": ["lower"]}
     )
     assert mapping.map(record(employment_status="SUSPENDED")).status == "suspended"
-    with pytest.raises(RecordRejected, match="unmapped status"):
+    with pytest.raises(RecordRejected) as caught:
         mapping.map(record(employment_status="gone"))
+    assert caught.value.reason == "status: unmapped status"
 
 
 def test_status_left_alone_is_active() -> None:
@@ -462,7 +467,7 @@ def test_trace_shows_rejections_and_left_alone_fields() -> None:
     ) in lines
     rejected = "hire_date: from hire_date -> rejected: not a date"
     assert any(line.startswith(rejected) for line in lines)
-    assert lines[-1].startswith("result: rejected: not a date")
+    assert lines[-1].startswith("result: rejected: hire_date: not a date")
 
 
 def test_trace_of_a_suspended_learner_skips_rules() -> None:
@@ -473,3 +478,108 @@ def test_trace_of_a_suspended_learner_skips_rules() -> None:
         in lines
     )
     assert "rules: not evaluated, status is suspended" in lines
+
+
+def test_trace_of_an_unlisted_status_names_the_field_once() -> None:
+    """The trace line starts with the field; its reason does not repeat it."""
+    lines = mapper().trace(record(employment_status="Retired"))
+    assert (
+        "status: from employment_status -> rejected: value is not listed in the map"
+        in lines
+    )
+    assert lines[-1].startswith(
+        "result: rejected: status: value is not listed in the map"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "spec", "value", "reason"),
+    [
+        ("email", {"from": "v"}, "not-an-email", "email: invalid email"),
+        ("hire_date", {"from": "v"}, "someday", "hire_date: not a date"),
+        (
+            "department",
+            {"from": "v", "transforms": [{"map": {"a": "b"}}]},
+            "Secret Dept",
+            "department: value is not listed in the map",
+        ),
+        ("status", {"from": "v"}, "retired", "status: unmapped status"),
+    ],
+)
+def test_field_rejections_name_the_field_never_the_value(
+    name: str, spec: dict[str, Any], value: str, reason: str
+) -> None:
+    """Every field rejection's reason starts with the learner field's name."""
+    with pytest.raises(RecordRejected) as caught:
+        only_field(name, spec).map(record(v=value))
+    assert caught.value.reason.startswith(reason)
+    assert caught.value.field == name
+    assert value not in str(caught.value)
+
+
+# -- the record fields a mapping reads -------------------------------------------
+
+
+def test_source_fields_are_every_record_field_the_mapping_reads() -> None:
+    """The key, each from, each template field, and each record.<x> of a rule."""
+    assert mapper().source_fields() == {
+        "employee_id",
+        "work_email",
+        "full_name",
+        "preferred_name",
+        "last_name",
+        "department",
+        "job_title",
+        "location",
+        "hire_date",
+        "termination_date",
+        "employment_status",
+        "job_level",
+    }
+
+
+def test_required_source_fields_are_the_key_and_the_rules_record_fields() -> None:
+    """Without the key or a rule's record field, every record is rejected."""
+    mapping = mapper()
+    assert mapping.required_source_fields() == {"employee_id", "job_level"}
+    for name in mapping.required_source_fields():
+        with pytest.raises(RecordRejected):
+            mapping.map(without(name))
+    for name in mapping.source_fields() - mapping.required_source_fields():
+        mapping.map(without(name))
+
+
+def test_source_fields_skip_a_rule_that_uses_the_whole_record() -> None:
+    """A rule reading record as a whole map adds no field: which it reads is unknown."""
+    mapping = mapper(
+        enrollments=[
+            {"program": "leadership", "when": 'record["job level"] == "5"'},
+            {"program": "data-analytics-foundations", "when": "size(record) > 3"},
+        ]
+    )
+    assert "job level" not in mapping.source_fields()
+    assert mapping.required_source_fields() == {"employee_id"}
+    assert mapping.source_fields() == mapper().source_fields() - {"job_level"}
+
+
+def test_a_field_a_rule_tests_with_has_is_not_required() -> None:
+    """A rule that checks has(record.x) copes with a missing column."""
+    mapping = mapper(
+        enrollments=[
+            {
+                "program": "leadership",
+                "when": "has(record.grade) && record.grade == 'L5' "
+                "&& record.region == 'EU'",
+            }
+        ]
+    )
+    assert {"grade", "region"} <= mapping.source_fields()
+    assert mapping.required_source_fields() == {"employee_id", "region"}
+    assert mapping.map(record(region="EU")).programs == frozenset()
+
+
+def test_a_mapping_without_rules_requires_only_the_key() -> None:
+    """With no rules, only the source key is required; templates are read."""
+    mapping = only_field("display_name", {"format": "{first} {last}"})
+    assert mapping.source_fields() == {"employee_id", "first", "last"}
+    assert mapping.required_source_fields() == {"employee_id"}

@@ -12,6 +12,7 @@ from microcred_sync.mappings.rules import (
     RuleSet,
     compile_rule,
     learner_view,
+    presence_tested_fields,
     record_view,
     referenced_fields,
 )
@@ -141,6 +142,9 @@ def test_rule_set_failure_is_remembered_and_raised_again() -> None:
         ("record.all(k, k != '')", None, ()),
         ("size(learner) > 0", (), None),
         ('learner.department == "record"', None, ("department",)),
+        ('record.team == "learner.departmnt"', ("team",), None),
+        ("learner.a == 'it\\'s record.x'", None, ("a",)),
+        ('learner.a == r"x\\" && record.b == "y"', ("b",), ("a",)),
     ],
 )
 def test_referenced_fields_are_conservative(
@@ -149,6 +153,20 @@ def test_referenced_fields_are_conservative(
     """Only plain name access narrows a map; anything else passes the whole map."""
     assert referenced_fields(source, "record") == record
     assert referenced_fields(source, "learner") == learner
+
+
+@pytest.mark.parametrize(
+    ("source", "tested"),
+    [
+        ("has(record.grade) && record.grade == 'L5'", {"grade"}),
+        ("has( record . grade ) || record.region == 'EU'", {"grade"}),
+        ("record.grade == 'L5'", set()),
+        ("has(learner.department)", set()),
+    ],
+)
+def test_presence_tested_fields(source: str, tested: set[str]) -> None:
+    """Only has(record.<name>) counts as testing for the field."""
+    assert presence_tested_fields(source, "record") == tested
 
 
 def test_compile_errors_are_value_errors() -> None:

@@ -203,11 +203,67 @@ def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
             K + "enrollments: [{program: p}]",
             "enrollments.0.when: Field required",
         ),
+        (
+            K + "fields: {department: {from: d}}\n"
+            "enrollments: [{program: p, when: 'learner.department == \"x\"'},\n"
+            "  {program: q, when: 'learner.departmnt == \"Analytics\"'}]",
+            "enrollments.1.when: unknown learner field 'departmnt' "
+            "(learner fields: email, given_name, family_name, display_name, "
+            "employee_number, department, job_title, manager_key, location, "
+            "hire_date, exit_date, status)",
+        ),
+        (
+            K + "fields: {department: {from: d}}\n"
+            "enrollments: [{program: p, when: "
+            '\'learner.department == "x" && learner.location == "Lyon"\'}]',
+            "enrollments.0.when: learner field 'location' is not mapped, "
+            "so the rule would always see null",
+        ),
     ],
 )
 def test_bad_mapping_names_the_field(tmp_path: Path, body: str, expected: str) -> None:
     """Each invalid mapping gives one ConfigError: file, field path, problem."""
     assert load_error(tmp_path, body).startswith(expected)
+
+
+def test_unknown_learner_field_is_found_before_an_unmapped_one(
+    tmp_path: Path,
+) -> None:
+    """Within one rule, a misspelt field is reported even after an unmapped one."""
+    body = (
+        K + "enrollments: [{program: p, when: "
+        '\'learner.location == "Lyon" || learner.departmnt == "x"\'}]'
+    )
+    assert load_error(tmp_path, body).startswith(
+        "enrollments.0.when: unknown learner field 'departmnt'"
+    )
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        'learner.status == "active"',
+        'has(learner.status) && learner.status != "suspended"',
+        'learner["departmnt"] == "x"',
+        'record.learner == "x"',
+        'record.team == "learner.departmnt"',
+    ],
+)
+def test_rules_that_cannot_name_a_bad_learner_field_load(
+    tmp_path: Path, when: str
+) -> None:
+    """status always exists; whole-map and in-string uses cannot be checked."""
+    body = K + f"enrollments: [{{program: p, when: '{when}'}}]"
+    spec = MappingSpec.from_yaml(write(tmp_path, body))
+    assert spec.enrollments[0].when == when
+
+
+def test_committed_example_mapping_loads() -> None:
+    """The project's own example mapping passes every load-time check."""
+    path = Path(__file__).parents[2] / "mappings" / "example-corp-hris.yaml"
+    spec = MappingSpec.from_yaml(path)
+    assert "department" in spec.fields
+    assert len(spec.enrollments) == 3
 
 
 def test_date_default_is_read_from_yaml_date(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from microcred_sync.partners import GuardPolicy
-from microcred_sync.sync.guard import judge
+from microcred_sync.sync.guard import Baseline, Verdict, judge
 from microcred_sync.sync.planner import PlanStats
 
 NOW = datetime(2026, 12, 3, 2, 30, tzinfo=UTC)
@@ -14,9 +14,6 @@ NOW = datetime(2026, 12, 3, 2, 30, tzinfo=UTC)
 class History:
     def __init__(self, recent: int = 0) -> None:
         self.recent = recent
-
-    def active_learners(self, partner: str) -> int:
-        return 0
 
     def applied_deprovisions(self, partner: str, since: datetime) -> int:
         return self.recent
@@ -30,7 +27,13 @@ def stats(read: int = 100, suspend: int = 0, complete: bool = True) -> PlanStats
     return result
 
 
-def verdict(plan: PlanStats, policy: GuardPolicy, recent: int = 0, active: int = 100):  # type: ignore[no-untyped-def]
+def verdict(
+    plan: PlanStats,
+    policy: GuardPolicy,
+    recent: int = 0,
+    active: int = 100,
+    enrollments: int = 200,
+) -> Verdict:
     return judge(
         plan,
         policy,
@@ -38,7 +41,7 @@ def verdict(plan: PlanStats, policy: GuardPolicy, recent: int = 0, active: int =
         History(recent),
         full_read=True,
         now=NOW,
-        active_before=active,
+        baseline=Baseline(active, enrollments),
     )
 
 
@@ -72,3 +75,32 @@ def test_empty_or_truncated_read_is_held_and_not_overridable() -> None:
     truncated = verdict(stats(complete=False), GuardPolicy())
     assert empty.held and not empty.overridable
     assert truncated.held and "unterminated quote" in (truncated.reason or "")
+
+
+def test_mass_withdrawal_is_held() -> None:
+    """Withdrawing 21 of 200 active enrollments (a rule gone wrong) is held."""
+    plan = stats()
+    plan.counts.by_kind["withdraw"] = 21
+    result = verdict(plan, GuardPolicy())
+    assert result.held and result.overridable
+    assert "21 withdrawals planned" in (result.reason or "")
+    plan.counts.by_kind["withdraw"] = 20
+    assert not verdict(plan, GuardPolicy()).held
+
+
+def test_mostly_quarantined_read_is_held_for_good() -> None:
+    """A read where most records were quarantined (a wrong column) is never applied."""
+    plan = stats(read=100, suspend=1)
+    plan.quarantined = 60
+    result = verdict(plan, GuardPolicy())
+    assert result.held and not result.overridable
+    assert "60 of 100 records were quarantined" in (result.reason or "")
+
+
+def test_unkeyed_records_hold_absence_suspensions() -> None:
+    """A keyless row may be the person about to be suspended as absent: held."""
+    plan = stats(suspend=1)
+    plan.absent, plan.unkeyed = 1, 1
+    result = verdict(plan, GuardPolicy())
+    assert result.held and result.overridable
+    assert "without a source key" in (result.reason or "")

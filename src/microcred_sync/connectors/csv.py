@@ -12,7 +12,9 @@ Errors, all from ``microcred_sync.errors``:
 - ``ReadError``: the file cannot be decoded, has no header, a bad header (empty or
   duplicate names, one column only, a required column missing). Nothing is yielded.
 - ``ReadIncomplete``: the file cannot be parsed from some row on (a quote that never
-  closes, say); the rows before it have been yielded.
+  closes, say), or it appears truncated: its last row has fewer cells than the header
+  and no line ending after it, as when a transfer is cut mid-row. The rows before it
+  have been yielded; the partial row is not.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ _CHUNK_BYTES = 1 << 20
 #: Text sampled from the top of the file to sniff the delimiter.
 _SNIFF_LINES = 5
 _SNIFF_CHARS = 64 * 1024
+
+#: What a line read with ``newline=""`` ends with, unless it is an unended last line.
+_LINE_ENDINGS = ("\n", "\r")
 
 #: Codec names (as ``codecs.lookup`` spells them) read as UTF-8 with an optional BOM.
 _UTF8_CODECS = frozenset({"utf-8", "utf-8-sig"})
@@ -154,6 +159,23 @@ class CsvConnector(ConnectorBase):
         return CsvSource(connector_id, root, self)
 
 
+@dataclass(slots=True)
+class _Lines:
+    """The file's lines for the csv reader; notes whether the last one read ended.
+
+    Only the last line of a file can lack a line ending, so ``ended`` is false only
+    once the reader has reached the end of a file that does not end with one.
+    """
+
+    stream: TextIO
+    ended: bool = True
+
+    def __iter__(self) -> Iterator[str]:
+        for text in self.stream:
+            self.ended = text.endswith(_LINE_ENDINGS)
+            yield text
+
+
 @dataclass(frozen=True, slots=True)
 class _UndecodableByte:
     """Where a file first fails to decode: 0-based byte offset, 1-based line."""
@@ -194,15 +216,16 @@ class CsvSource(Source):
             delimiter,
         )
         with self._open(path, encoding) as stream:
+            lines = _Lines(stream)
             reader = csv.reader(
-                stream,
+                lines,
                 delimiter=delimiter,
                 quotechar=self.config.quotechar,
                 doublequote=True,
                 strict=True,
             )
             columns = self._read_header(reader, path, delimiter)
-            yield from self._read_rows(reader, path, columns)
+            yield from self._read_rows(reader, lines, path, columns)
 
     # -- choosing the file -------------------------------------------------------
 
@@ -374,9 +397,13 @@ class CsvSource(Source):
     # -- the rows ----------------------------------------------------------------
 
     def _read_rows(
-        self, reader: Reader, path: Path, columns: tuple[str, ...]
+        self, reader: Reader, lines: _Lines, path: Path, columns: tuple[str, ...]
     ) -> Iterator[Record]:
-        """Yield a record per non-blank row; stop with ``ReadIncomplete`` on garbage."""
+        """Yield a record per non-blank row; stop with ``ReadIncomplete`` on garbage.
+
+        ``lines`` is what ``reader`` reads from; it tells a short last row cut off in
+        transfer (no line ending after it) from a short row the export wrote.
+        """
         width = len(columns)
         while True:
             # A row starts on the line after the one the previous row ended on.
@@ -390,6 +417,8 @@ class CsvSource(Source):
             # The first cell is nearly always filled: skip the full blank check then.
             if (not cells or not cells[0].strip()) and _is_blank(cells):
                 continue
+            if len(cells) < width and not lines.ended:
+                raise self._truncated(path, line, len(cells), width)
             yield self._record(path.name, line, columns, cells, width)
 
     def _record(
@@ -421,6 +450,19 @@ class CsvSource(Source):
             f"{path.name}: the row starting on line {line} cannot be read ({error});"
             " the rows before it were read, the rest of the file was not;"
             " check for a quote that is never closed",
+            **self._context(path),
+            line=line,
+        )
+
+    def _truncated(
+        self, path: Path, line: int, cells: int, width: int
+    ) -> ReadIncomplete:
+        """The error for a file cut off in the row starting on ``line``."""
+        return ReadIncomplete(
+            f"{path.name} appears truncated: the row starting on line {line} has"
+            f" {cells} cells, the header has {width}, and the file ends there with no"
+            " line ending; the rows before it were read, that row was not;"
+            " check that the export was delivered in full",
             **self._context(path),
             line=line,
         )

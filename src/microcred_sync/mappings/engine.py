@@ -30,7 +30,11 @@ from microcred_sync.mappings.fields import (
     build_field_plan,
     build_key_plan,
 )
-from microcred_sync.mappings.rules import EnrollmentRule, RuleSet
+from microcred_sync.mappings.rules import (
+    EnrollmentRule,
+    RuleSet,
+    presence_tested_fields,
+)
 from microcred_sync.mappings.spec import STATUS_FIELD, MappingSpec
 
 _NO_PROGRAMS: Final[frozenset[str]] = frozenset()
@@ -58,11 +62,33 @@ class Mapper:
         self._rules = RuleSet(
             tuple(EnrollmentRule(rule.program, rule.when) for rule in spec.enrollments)
         )
+        self._required = _required_source_fields(spec.source_key, self._rules.rules)
+        self._source_fields = _source_fields(spec, self._rules.rules)
 
     @property
     def fingerprint(self) -> str:
         """Changes whenever the mapping does; part of every record hash."""
         return self.spec.fingerprint
+
+    def source_fields(self) -> frozenset[str]:
+        """Every record field the mapping reads.
+
+        The source key, each field's ``from`` and ``format`` fields, and each
+        ``record.<name>`` a rule names. A rule that uses ``record`` as a whole map
+        (``record["job level"]``, ``size(record)``) adds nothing: which fields it
+        reads is not known before it runs.
+        """
+        return self._source_fields
+
+    def required_source_fields(self) -> frozenset[str]:
+        """The record fields without which every record is rejected.
+
+        The source key, and each ``record.<name>`` a rule names (a missing column
+        makes the rule fail), except where that rule tests ``has(record.<name>)``.
+        A missing learner-field column only leaves the field alone, so those are
+        not required. Meant to be checked against the first record of a read.
+        """
+        return self._required
 
     def key_of(self, record: Record) -> str:
         """The record's normalized source key.
@@ -215,6 +241,29 @@ class DuplicateKeys:
         return first
 
 
+def _source_fields(
+    spec: MappingSpec, rules: tuple[EnrollmentRule, ...]
+) -> frozenset[str]:
+    """The source key, every field's sources, and the record fields rules name."""
+    names = {spec.source_key}
+    for field in spec.fields.values():
+        names.update(field.sources)
+    for rule in rules:
+        names.update(rule.record_fields or ())
+    return frozenset(names)
+
+
+def _required_source_fields(
+    source_key: str, rules: tuple[EnrollmentRule, ...]
+) -> frozenset[str]:
+    """The source key and the record fields a rule cannot do without."""
+    required = {source_key}
+    for rule in rules:
+        guarded = presence_tested_fields(rule.source, "record")
+        required.update(set(rule.record_fields or ()) - guarded)
+    return frozenset(required)
+
+
 def _check_programs(spec: MappingSpec, programs: frozenset[str]) -> None:
     """Every rule must name a program the platform offers."""
     for index, rule in enumerate(spec.enrollments):
@@ -240,7 +289,9 @@ def _trace_field(plan: FieldPlan, fields: Mapping[str, FieldValue]) -> _Traced:
     try:
         outcome = plan.resolve(fields)
     except RecordRejected as rejected:
-        return _Traced(f"{head} -> rejected: {rejected.reason}", LEAVE, rejected=True)
+        # The line already starts with the field's name; the reason does too.
+        reason = rejected.reason.removeprefix(f"{plan.name}: ")
+        return _Traced(f"{head} -> rejected: {reason}", LEAVE, rejected=True)
     raw = plan.read(fields)
     if raw is MISSING:
         found = "column missing, "

@@ -106,7 +106,9 @@ class FieldPlan:
     def resolve(self, fields: Mapping[str, FieldValue]) -> Outcome:
         """What the record says about this field; ``LEAVE`` if nothing.
 
-        Raises ``RecordRejected`` naming the field.
+        Raises ``RecordRejected`` whose reason starts with the field's name
+        (``status: value is not listed in the map``), since the reason is what a
+        quarantine keeps; the reason never repeats the value.
         """
         raw = fields.get(self.source, MISSING) if self.source else self._fill(fields)
         if raw is MISSING:
@@ -120,7 +122,9 @@ class FieldPlan:
             try:
                 outcome = self.convert(raw)
             except RecordRejected as rejected:
-                raise RecordRejected(rejected.reason, field=self.name) from None
+                raise RecordRejected(
+                    f"{self.name}: {rejected.reason}", field=self.name
+                ) from None
             if len(self.memo) < self.memo_size:
                 self.memo[raw] = outcome
         return outcome

@@ -42,6 +42,31 @@ _MACRO_VARIABLE: Final = re.compile(
     r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,"
 )
 
+
+def _string_literal_pattern() -> re.Pattern[str]:
+    """A CEL string or bytes literal, triple-quoted ones first.
+
+    A raw literal (``r"..."``) ends at the first closing quote; in the others a
+    backslash escapes the next character.
+    """
+    raw: list[str] = []
+    escaped: list[str] = []
+    for quote in ("'''", '"""'):
+        raw.append(f"{quote}.*?{quote}")
+        escaped.append(quote + r"(?:\\.|[^\\])*?" + quote)
+    for quote in ("'", '"'):
+        raw.append(quote + "[^" + quote + r"\n]*" + quote)
+        escaped.append(quote + r"(?:\\.|[^\\\n" + quote + "])*" + quote)
+    raw_part = "|".join(raw)
+    escaped_part = "|".join(escaped)
+    return re.compile(
+        f"(?:[rR][bB]?|[bB][rR])(?:{raw_part})|[bB]?(?:{escaped_part})", re.DOTALL
+    )
+
+
+#: A string literal in a rule: a variable named inside one is not an access.
+_STRING_LITERAL: Final = _string_literal_pattern()
+
 #: Absent from a map (a missing column, or a learner field left alone).
 _ABSENT: Final = object()
 
@@ -72,8 +97,12 @@ def referenced_fields(source: str, variable: str) -> tuple[str, ...] | None:
     Conservative: any use of ``variable`` other than ``variable.name`` (a call, an
     index, ``in``, a mention inside a string) means the whole map.
     """
+    mention = re.compile(rf"\b{variable}\b")
+    literals = _STRING_LITERAL.findall(source)
+    if any(mention.search(literal) for literal in literals):
+        return None
     names: list[str] = []
-    for use in re.finditer(rf"\b{variable}\b", source):
+    for use in mention.finditer(source):
         access = re.match(
             r"\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)(\s*\()?", source[use.end() :]
         )
@@ -81,6 +110,18 @@ def referenced_fields(source: str, variable: str) -> tuple[str, ...] | None:
             return None
         names.append(access.group(1))
     return tuple(dict.fromkeys(names))
+
+
+def presence_tested_fields(source: str, variable: str) -> frozenset[str]:
+    """The fields of ``variable`` a rule tests with ``has(variable.name)``.
+
+    Such a rule is written to cope with the field being absent, so a missing column
+    need not make it fail.
+    """
+    tested = re.finditer(
+        rf"\bhas\s*\(\s*{variable}\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)", source
+    )
+    return frozenset(match.group(1) for match in tested)
 
 
 @dataclass(slots=True)

@@ -3,7 +3,8 @@
 Everything that can be wrong in a mapping file is found here, before a run reads a
 single record: unknown learner fields, unknown transforms and bad arguments, date
 transforms on text fields, status values other than ``active`` and ``suspended``,
-templates with more than ``{name}`` in them, rules that do not compile.
+templates with more than ``{name}`` in them, rules that do not compile, rules
+naming a learner field that does not exist or that the mapping never sets.
 ``MappingSpec.from_yaml`` turns the first problem into one ``ConfigError`` that
 names the file and the field.
 """
@@ -32,7 +33,7 @@ from microcred_sync.errors import ConfigError, RecordRejected
 from microcred_sync.learners import DATE_FIELDS, LEARNER_FIELDS
 from microcred_sync.mappings import transforms
 from microcred_sync.mappings.emails import EmailCheck
-from microcred_sync.mappings.rules import compile_rule
+from microcred_sync.mappings.rules import compile_rule, referenced_fields
 
 #: The mapped field that becomes the learner's status rather than a learner field.
 STATUS_FIELD: Final = "status"
@@ -189,6 +190,22 @@ class MappingSpec(_Model):
             _check_field(name, spec)
         return self
 
+    @model_validator(mode="after")
+    def _check_rule_fields(self) -> MappingSpec:
+        """Every ``learner.<name>`` a rule names is a learner field the mapping sets.
+
+        A misspelt or unmapped field would be ``null`` for every learner and make
+        the rule silently false. A rule that uses ``learner`` as a whole map
+        (``learner["x"]``) cannot be checked here.
+        """
+        for index, rule in enumerate(self.enrollments):
+            problem = _rule_field_problem(
+                referenced_fields(rule.when, "learner") or (), self.fields
+            )
+            if problem is not None:
+                raise SpecProblem(("enrollments", index, "when"), problem)
+        return self
+
     @property
     def origin(self) -> str:
         """Where the spec was loaded from (a file path), for error messages."""
@@ -266,6 +283,23 @@ def _check_field(name: str, spec: FieldSpec) -> None:
         _check_status(spec)
     if spec.on_empty == "default":
         _check_default(name, spec.default)
+
+
+def _rule_field_problem(
+    names: tuple[str, ...], fields: dict[str, FieldSpec]
+) -> str | None:
+    """What is wrong with the learner fields a rule names, if anything."""
+    for name in names:
+        if name != STATUS_FIELD and name not in LEARNER_FIELDS:
+            known = ", ".join((*LEARNER_FIELDS, STATUS_FIELD))
+            return f"unknown learner field {name!r} (learner fields: {known})"
+    for name in names:
+        if name != STATUS_FIELD and name not in fields:
+            return (
+                f"learner field {name!r} is not mapped, "
+                "so the rule would always see null"
+            )
+    return None
 
 
 def _check_status(spec: FieldSpec) -> None:

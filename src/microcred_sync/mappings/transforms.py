@@ -7,8 +7,9 @@ when the mapping is loaded, so a bad name or argument is a configuration error a
 never a surprise in the middle of a run.
 
 A transform receives text that is already trimmed and not empty. It raises
-``RecordRejected`` (without a field; the engine adds it) when the value cannot be
-transformed. Rejection reasons never repeat the value: it may be personal data.
+``RecordRejected`` (without a field; the field plan adds it, to the reason too) when
+the value cannot be transformed. Rejection reasons never repeat the value: it may
+be personal data.
 """
 
 from __future__ import annotations

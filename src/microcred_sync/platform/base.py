@@ -25,6 +25,10 @@ class Platform(ABC):
         """Make the partner and its programs known to the platform."""
 
     @abstractmethod
+    def active_enrollments(self, partner: str) -> int:
+        """How many of the partner's enrollments are active (the guard's base)."""
+
+    @abstractmethod
     def apply(self, partner: str, batch: Sequence[Change]) -> None:
         """Apply the batch's changes that are not held; raise ApplyError on refusal."""
 

@@ -12,14 +12,20 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, update
+from sqlalchemy import Connection, and_, bindparam, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import ApplyError
 from ..learners import DATE_FIELDS, LEARNER_FIELDS
 from ..mappings.emails import normalize_email
 from ..partners import Partner, Program
-from ..sqlutil import dialect_insert, execute_many, make_engine, upsert
+from ..sqlutil import (
+    dialect_insert,
+    execute_many,
+    make_engine,
+    sqlite_or_memory,
+    upsert,
+)
 from ..sync.changes import Change, enrollment_id
 from .base import Platform
 from .tables import enrollments, learners, metadata, partners, programs
@@ -31,6 +37,15 @@ class SqlPlatform(Platform):
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
         self.writes = 0
+
+    @classmethod
+    def existing(cls, url: str) -> SqlPlatform:
+        """The platform at ``url`` to read from without writing (see
+        ``StateStore.existing``)."""
+        platform = cls(sqlite_or_memory(url))
+        if platform.engine.url.database in (None, "", ":memory:"):
+            platform.create_schema()
+        return platform
 
     def create_schema(self) -> None:
         metadata.create_all(self.engine)
@@ -48,6 +63,13 @@ class SqlPlatform(Platform):
                 connection, partners, [{"id": partner.id, "name": partner.name}], ["id"]
             )
             upsert(connection, programs, rows, ["id"])
+
+    def active_enrollments(self, partner: str) -> int:
+        query = select(func.count()).where(
+            enrollments.c.partner_id == partner, enrollments.c.status == "active"
+        )
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
 
     def apply(self, partner: str, batch: Sequence[Change]) -> None:
         by_kind: dict[str, list[Change]] = defaultdict(list)

@@ -2,9 +2,37 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_MONTHS = (
+    "jan",
+    "feb",
+    "mar",
+    "apr",
+    "may",
+    "jun",
+    "jul",
+    "aug",
+    "sep",
+    "oct",
+    "nov",
+    "dec",
+)
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+# The five crontab fields in order: name, lowest and highest number, names allowed.
+_CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day", 1, 31, ()),
+    ("month", 1, 12, _MONTHS),
+    ("weekday", 0, 7, _WEEKDAYS),
+)
+_CRON_TOKEN = re.compile(r"^[0-9a-z*,/-]+$")
 
 
 class Schedule(BaseModel):
@@ -16,6 +44,31 @@ class Schedule(BaseModel):
     interval_minutes: int | None = Field(default=None, ge=1)
     timezone: str = "UTC"
     jitter_seconds: int = Field(default=0, ge=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, timezone: str) -> str:
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(f"unknown time zone {timezone!r}") from None
+        return timezone
+
+    @field_validator("cron")
+    @classmethod
+    def _crontab(cls, cron: str | None) -> str | None:
+        # A first check only, so that a typo fails at load time with the field
+        # named; APScheduler parses the expression fully when the job is added.
+        if cron is not None:
+            fields = cron.split()
+            if len(fields) != len(_CRON_FIELDS):
+                raise ValueError(
+                    f"a cron expression has 5 fields (minute hour day month "
+                    f"weekday), not {len(fields)}"
+                )
+            for text, spec in zip(fields, _CRON_FIELDS, strict=True):
+                _check_cron_field(text.lower(), *spec)
+        return cron
 
     @model_validator(mode="after")
     def _one_kind(self) -> Schedule:
@@ -58,3 +111,24 @@ class JobsFile(BaseModel):
                 raise ValueError(f"jobs: id {job.id!r} is declared twice")
             seen.add(job.id)
         return self
+
+
+def _check_cron_field(
+    text: str, name: str, lowest: int, highest: int, names: tuple[str, ...]
+) -> None:
+    """Raise ValueError if one crontab field is obviously wrong."""
+    if not _CRON_TOKEN.match(text):
+        raise ValueError(f"the {name} field {text!r} is not valid")
+    for part in text.split(","):
+        # In ``a-b/step`` the step is a count, not a value of the field.
+        values, _, step = part.partition("/")
+        if step and not step.isdigit():
+            raise ValueError(f"the {name} field {text!r} is not valid")
+        for value in values.split("-"):
+            if value.isdigit():
+                if not lowest <= int(value) <= highest:
+                    raise ValueError(
+                        f"{name} {value} is out of range {lowest}-{highest}"
+                    )
+            elif value != "*" and value not in names:
+                raise ValueError(f"the {name} field {text!r} is not valid")

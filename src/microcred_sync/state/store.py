@@ -9,7 +9,6 @@ that harmless.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,7 +17,14 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Engine, Row, and_, func, select, update
 
-from ..sqlutil import driver_rows, execute_many, make_engine, placeholders, upsert
+from ..sqlutil import (
+    driver_rows,
+    execute_many,
+    make_engine,
+    placeholders,
+    sqlite_or_memory,
+    upsert,
+)
 from ..sync.changes import Change, Snapshot, SnapshotHead
 from .tables import changes, metadata, quarantine, runs, snapshots
 
@@ -66,6 +72,15 @@ class StateStore:
 
     def __init__(self, url: str) -> None:
         self.engine: Engine = make_engine(url)
+
+    @classmethod
+    def existing(cls, url: str) -> StateStore:
+        """The store at ``url`` to read from without writing: when its SQLite file
+        does not exist yet, an empty store in memory stands in for it."""
+        store = cls(sqlite_or_memory(url))
+        if store.engine.url.database in (None, "", ":memory:"):
+            store.create_schema()
+        return store
 
     def create_schema(self) -> None:
         """Create the tables that do not exist yet."""
@@ -155,10 +170,12 @@ class StateStore:
     # -- runs -----------------------------------------------------------------
 
     def start_run(
-        self, job: str, partner: str, flow: str, mode: str, now: datetime
-    ) -> str:
-        """Record a new run; runs of the same job left unfinished become interrupted."""
-        run_id = uuid.uuid4().hex
+        self, run_id: str, job: str, partner: str, flow: str, mode: str, now: datetime
+    ) -> None:
+        """Record a new run; runs of the same job left unfinished become interrupted.
+
+        The caller holds the job's lock, so an unfinished run is a dead one.
+        """
         with self.engine.begin() as connection:
             connection.execute(
                 update(runs)
@@ -179,7 +196,6 @@ class StateStore:
                     quarantined=0,
                 )
             )
-        return run_id
 
     def update_run(self, run_id: str, **values: Any) -> None:
         """Set columns of a run (``counts`` as a dict)."""
@@ -211,13 +227,16 @@ class StateStore:
         with self.engine.connect() as connection:
             return [_run_info(row) for row in connection.execute(query)]
 
-    def latest_run_id(self, job: str) -> str | None:
+    def latest_run_id(self, job: str, mode: str | None = None) -> str | None:
+        """The newest run of ``job`` (of that ``mode``, if given)."""
         query = (
             select(runs.c.id)
             .where(runs.c.job == job)
             .order_by(runs.c.started_at.desc())
             .limit(1)
         )
+        if mode is not None:
+            query = query.where(runs.c.mode == mode)
         with self.engine.connect() as connection:
             return connection.execute(query).scalar_one_or_none()
 
@@ -371,24 +390,29 @@ class StateStore:
             return [_audit_entry(row) for row in connection.execute(query)]
 
     def quarantined(self, job: str, run_id: str | None = None) -> list[dict[str, Any]]:
-        """The quarantined records of a job's run (its latest run by default)."""
-        run_id = run_id or self.latest_run_id(job)
+        """The quarantined records of a job's run, in source order.
+
+        By default the latest full read's: a run for a few keys (``--only``) or a
+        delta read does not hide what the whole source holds.
+        """
+        run_id = run_id or self.latest_run_id(job, "full") or self.latest_run_id(job)
         if run_id is None:
             return []
         query = select(quarantine).where(
             quarantine.c.job == job, quarantine.c.run_id == run_id
         )
         with self.engine.connect() as connection:
-            rows = connection.execute(query.order_by(quarantine.c.id))
-            return [
-                {
-                    "location": r.location,
-                    "key": r.source_key,
-                    "reason": r.reason,
-                    "run_id": r.run_id,
-                }
-                for r in rows
-            ]
+            rows = connection.execute(query.order_by(quarantine.c.id)).all()
+        found = [
+            {
+                "location": r.location,
+                "key": r.source_key,
+                "reason": r.reason,
+                "run_id": r.run_id,
+            }
+            for r in rows
+        ]
+        return sorted(found, key=lambda entry: _location_order(entry["location"]))
 
 
 _HEAD_SQL = "source_key, record_hash, status, suspended_at, programs"
@@ -401,6 +425,12 @@ def _head(row: Sequence[Any]) -> SnapshotHead:
     if isinstance(suspended, str):
         suspended = datetime.fromisoformat(suspended)
     return SnapshotHead(row[1], row[2], _aware(suspended), row[4] != "[]")
+
+
+def _location_order(location: str) -> tuple[str, int]:
+    """``hris.csv:12`` sorts before ``hris.csv:100``."""
+    name, _, line = location.rpartition(":")
+    return (name, int(line)) if line.isdigit() else (location, 0)
 
 
 def _snapshot(row: Row[Any]) -> Snapshot:

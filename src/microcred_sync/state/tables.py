@@ -97,3 +97,15 @@ quarantine = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_quarantine_job_run", "job", "run_id"),
 )
+
+#: One row per job while a run of it is in progress: a lease, renewed as the run
+#: goes, that a run on another host may take over once it has expired.
+locks = Table(
+    "locks",
+    metadata,
+    Column("job", String(100), primary_key=True),
+    Column("run_id", String(32), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)

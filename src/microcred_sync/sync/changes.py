@@ -104,7 +104,7 @@ class Change:
     reason: str | None = None
     seq: int = 0
     held: bool = False
-    #: A suspension or a withdrawal by policy: it waits for the guard's verdict.
+    #: A suspension or a withdrawal: it waits for the guard's verdict.
     deprovision: bool = False
 
     def describe(self) -> str:

@@ -1,9 +1,18 @@
 """The guard: holds a run's deprovisioning back when the source read looks wrong.
 
-A read that returned nothing, ended early, or would suspend more of the partner's
-active learners than the partner's policy allows (counted over a rolling window, so
-a drop spread over several runs is caught too) never suspends anyone. Creates and
-updates still go ahead; the run ends ``held`` and says why.
+A run's suspensions and withdrawals wait for the guard's verdict on the whole read.
+They are held when:
+
+- the read returned nothing, ended early, or most of its records were quarantined
+  (a wrong column, a broken export): never overridable;
+- more of the partner's active learners would be suspended than its policy allows,
+  counted over a rolling window so that a drop spread over several runs is caught
+  too, or more of its active enrollments would be withdrawn than allowed;
+- records without a key were quarantined while someone is to be suspended (the
+  suspended may be those very people).
+
+The last two can be overridden once with ``--allow-mass-deprovision``. Creates and
+updates go ahead either way; the run ends ``held`` and says why.
 """
 
 from __future__ import annotations
@@ -15,10 +24,10 @@ from typing import Protocol
 from ..partners import GuardPolicy
 from .planner import PlanStats
 
+_OVERRIDE = "rerun with --allow-mass-deprovision if this is intended"
+
 
 class DeprovisionHistory(Protocol):
-    def active_learners(self, partner: str) -> int: ...
-
     def applied_deprovisions(self, partner: str, since: datetime) -> int: ...
 
 
@@ -28,8 +37,16 @@ class Verdict:
 
     held: bool
     reason: str | None = None
-    #: Only a limit can be overridden; an empty or truncated read never suspends.
+    #: Only a limit can be overridden; a read that looks broken never suspends.
     overridable: bool = False
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The partner before the run: the bases of the guard's shares."""
+
+    active_learners: int
+    active_enrollments: int
 
 
 def judge(
@@ -40,40 +57,90 @@ def judge(
     *,
     full_read: bool,
     now: datetime,
-    active_before: int,
+    baseline: Baseline,
 ) -> Verdict:
-    """The guard's verdict on one plan.
-
-    ``active_before`` is the number of the partner's active learners before the run
-    (the base of the share).
-    """
-    if not stats.read_complete:
-        return Verdict(True, f"the read ended early: {stats.read_problem}")
-    if full_read and stats.read == 0:
-        return Verdict(True, "the source returned no records")
-    planned = stats.counts.by_kind["suspend"]
-    if planned == 0:
-        return Verdict(False)
-    since = now - timedelta(hours=policy.window_hours)
-    recent = history.applied_deprovisions(partner, since)
-    total = planned + recent
-    base = max(active_before + recent, 1)
-    if policy.max_suspend_count is not None and total > policy.max_suspend_count:
-        limit = f"the limit of {policy.max_suspend_count}"
-        return Verdict(
-            True, _too_many(planned, recent, policy, limit), overridable=True
-        )
-    if total / base > policy.max_suspend_share:
-        share = f"{policy.max_suspend_share:.0%} of {base} active learners"
-        return Verdict(
-            True, _too_many(planned, recent, policy, share), overridable=True
-        )
+    """The guard's verdict on one plan; the first rule that holds gives the reason."""
+    broken = _broken_read(stats, policy, full_read)
+    if broken is not None:
+        return Verdict(True, broken)
+    for limit in (_suspension_limit, _withdrawal_limit, _unkeyed_records):
+        reason = limit(stats, policy, partner, history, now, baseline)
+        if reason is not None:
+            return Verdict(True, f"{reason}; {_OVERRIDE}", overridable=True)
     return Verdict(False)
 
 
-def _too_many(planned: int, recent: int, policy: GuardPolicy, limit: str) -> str:
-    window = f"{policy.window_hours} h"
+def _broken_read(stats: PlanStats, policy: GuardPolicy, full_read: bool) -> str | None:
+    if not stats.read_complete:
+        return f"the read ended early: {stats.read_problem}"
+    if full_read and stats.read == 0:
+        return "the source returned no records"
+    if stats.read and stats.quarantined / stats.read > policy.max_quarantine_share:
+        return (
+            f"{stats.quarantined} of {stats.read} records were quarantined, more than "
+            f"{policy.max_quarantine_share:.0%}: the source or the mapping looks wrong"
+        )
+    return None
+
+
+def _suspension_limit(
+    stats: PlanStats,
+    policy: GuardPolicy,
+    partner: str,
+    history: DeprovisionHistory,
+    now: datetime,
+    baseline: Baseline,
+) -> str | None:
+    planned = stats.counts.by_kind["suspend"]
+    if planned == 0:
+        return None
+    recent = history.applied_deprovisions(
+        partner, now - timedelta(hours=policy.window_hours)
+    )
+    total = planned + recent
+    base = max(baseline.active_learners + recent, 1)
+    if policy.max_suspend_count is not None and total > policy.max_suspend_count:
+        limit = f"the limit of {policy.max_suspend_count}"
+    elif total / base > policy.max_suspend_share:
+        limit = f"{policy.max_suspend_share:.0%} of {base} active learners"
+    else:
+        return None
     return (
-        f"{planned} suspensions planned and {recent} applied in the last {window} "
-        f"exceed {limit}; rerun with --allow-mass-deprovision if this is intended"
+        f"{planned} suspensions planned and {recent} applied in the last "
+        f"{policy.window_hours} h exceed {limit}"
+    )
+
+
+def _withdrawal_limit(
+    stats: PlanStats,
+    policy: GuardPolicy,
+    partner: str,
+    history: DeprovisionHistory,
+    now: datetime,
+    baseline: Baseline,
+) -> str | None:
+    planned = stats.counts.by_kind["withdraw"]
+    base = max(baseline.active_enrollments, 1)
+    if planned == 0 or planned / base <= policy.max_withdraw_share:
+        return None
+    return (
+        f"{planned} withdrawals planned exceed {policy.max_withdraw_share:.0%} "
+        f"of {base} active enrollments"
+    )
+
+
+def _unkeyed_records(
+    stats: PlanStats,
+    policy: GuardPolicy,
+    partner: str,
+    history: DeprovisionHistory,
+    now: datetime,
+    baseline: Baseline,
+) -> str | None:
+    if stats.absent == 0 or stats.unkeyed == 0:
+        return None
+    return (
+        f"{stats.unkeyed} records without a source key were quarantined and "
+        f"{stats.absent} learners would be suspended as absent: they may be the same"
+        " people"
     )

@@ -59,6 +59,10 @@ class PlanStats:
     quarantined: int = 0
     unchanged: int = 0
     skipped_inactive: int = 0
+    #: Records quarantined before their key was known.
+    unkeyed: int = 0
+    #: Suspensions of learners absent from a full read.
+    absent: int = 0
     read_complete: bool = True
     read_problem: str | None = None
     counts: Counts = field(default_factory=Counts)
@@ -105,6 +109,8 @@ class Planner:
         try:
             for record in records:
                 self.stats.read += 1
+                if self.stats.read == 1:
+                    self._check_columns(record)
                 keyed = self._keyed(record)
                 if keyed is not None:
                     pending.append((keyed, record))
@@ -122,7 +128,29 @@ class Planner:
             and self.stats.read_complete
         ):
             self._plan_unseen()
+        if self.scope.only is not None:
+            for key in sorted(self.scope.only - self._seen):
+                self._say(key, "not found in the source")
         return self.stats
+
+    def _check_columns(self, record: Record) -> None:
+        """Fail fast when the source lacks what the mapping cannot do without; a
+        missing optional column only leaves its learner field alone."""
+        present = record.fields.keys()
+        missing = sorted(self.mapper.required_source_fields() - present)
+        if missing:
+            raise ReadError(
+                f"the source has no field {', '.join(missing)}, which the mapping"
+                " needs for the source key or its rules; check the mapping or the"
+                " export",
+                location=record.location,
+            )
+        absent = sorted(self.mapper.source_fields() - present)
+        if absent:
+            self.log.warning(
+                "the source has no field %s: those learner fields are left alone",
+                ", ".join(absent),
+            )
 
     # -- reading --------------------------------------------------------------
 
@@ -137,6 +165,7 @@ class Planner:
             key = self.mapper.key_of(record)
         except RecordRejected as exc:
             if only is None:
+                self.stats.unkeyed += 1
                 self._quarantine(record, None, record.problem or exc.reason)
             return None
         if only is not None and key not in only:
@@ -297,6 +326,7 @@ class Planner:
                         ident,
                         program=program,
                         reason="no rule gives it",
+                        deprovision=True,
                     )
                 )
             programs = set(wanted.programs)
@@ -364,6 +394,7 @@ class Planner:
     def _deprovision(self, keys: list[str]) -> None:
         for key, snapshot in self.state.snapshots(self.scope.partner.id, keys).items():
             if snapshot.status == "active":
+                self.stats.absent += 1
                 self._emit(self._suspend_absent(key, snapshot))
                 continue
             ident, programs = snapshot.learner_id, set(snapshot.programs)

@@ -8,26 +8,31 @@ configuration problem raises (``ConfigError``), before anything is written.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
 from ..connectors.base import Record
-from ..errors import ApplyError, ReadError
+from ..errors import ApplyError, ConfigError, ReadError
 from ..logging import run_logger
 from ..mappings.engine import Mapper
 from ..platform.sql import SqlPlatform
 from ..project import Project
+from ..state.locks import JobLock, JobLocked
 from ..state.store import StateStore
 from .apply import BatchApplier
 from .changes import Change
-from .guard import Verdict, judge
+from .guard import Baseline, Verdict, judge
 from .planner import Planner, PlanScope, PlanStats
 
 logger = logging.getLogger(__name__)
 
 RunStatus = Literal["done", "held", "failed", "planned"]
+
+#: Records read between two renewals of the job's lock.
+HEARTBEAT_RECORDS = 20_000
 
 EXIT_CODES: dict[str, int] = {"done": 0, "planned": 0, "failed": 1, "held": 3}
 
@@ -82,53 +87,63 @@ class MemoryPlan:
 def run_roster(
     project: Project, job_id: str, options: RunOptions | None = None
 ) -> RunOutcome:
-    """Run (or, with ``dry_run``, plan) one roster job to its end."""
+    """Run (or, with ``dry_run``, plan) one roster job to its end.
+
+    Raises ConfigError, before anything is written, when the job cannot run.
+    """
     options = options or RunOptions()
     job = project.job(job_id)
-    assert job.source is not None and job.mapping is not None
+    if job.flow != "roster" or job.source is None or job.mapping is None:
+        raise ConfigError(f"job {job.id}: the {job.flow} flow is not available yet")
     partner = project.partners[job.partner]
     offered = project.programs_of(partner.id)
     mapper = Mapper(project.mappings[job.mapping], offered.keys())
     source = project.connectors[job.source].open_source(
         job.source, project.settings.root
     )
-    settings = project.settings
+    scope = PlanScope(partner, job.source, full_read=source.full, only=options.only)
+    if options.dry_run:
+        return _dry_run(project, job.id, scope, mapper, source.read(), options)
 
+    settings = project.settings
     store = StateStore(settings.database_url(settings.state_url))
     platform = SqlPlatform(settings.database_url(settings.platform_url))
     try:
         store.create_schema()
-        full_read = source.full and options.only is None
-        scope = PlanScope(partner, job.source, full_read=source.full, only=options.only)
-        if options.dry_run:
-            return _dry_run(job.id, scope, mapper, store, source.read(), options)
         platform.create_schema()
         platform.ensure_catalog(partner, offered.values())
         run = _Run(job.id, scope, mapper, store, platform, options, settings.batch_size)
-        return run.execute(source.read(), full_read)
+        return run.execute(source.read(), source.full and options.only is None)
     finally:
         store.close()
         platform.close()
 
 
 def _dry_run(
+    project: Project,
     job: str,
     scope: PlanScope,
     mapper: Mapper,
-    store: StateStore,
     records: Iterable[Record],
     options: RunOptions,
 ) -> RunOutcome:
+    """Plan without writing anything, not even an empty state store."""
+    settings = project.settings
+    store = StateStore.existing(settings.database_url(settings.state_url))
+    platform = SqlPlatform.existing(settings.database_url(settings.platform_url))
     sink = MemoryPlan()
     outcome = RunOutcome(job, scope.partner.id, "planned")
-    active_before = store.active_learners(scope.partner.id)
     try:
+        baseline = _baseline(store, platform, scope.partner.id)
         planner = Planner(scope, mapper, store, sink, trace=options.trace)
         outcome.stats = planner.plan(_counted(records, options))
+        verdict = _verdict(outcome.stats, scope, store, baseline, options)
     except ReadError as exc:
         outcome.status, outcome.error = "failed", str(exc)
         return outcome
-    verdict = _verdict(outcome.stats, scope, store, active_before, options)
+    finally:
+        store.close()
+        platform.close()
     for change in sink.changes:
         change.held = verdict.held and change.deprovision
     outcome.held_reason = verdict.reason if verdict.held else None
@@ -136,11 +151,17 @@ def _dry_run(
     return outcome
 
 
+def _baseline(store: StateStore, platform: SqlPlatform, partner: str) -> Baseline:
+    return Baseline(
+        store.active_learners(partner), platform.active_enrollments(partner)
+    )
+
+
 def _verdict(
     stats: PlanStats,
     scope: PlanScope,
     store: StateStore,
-    active_before: int,
+    baseline: Baseline,
     options: RunOptions,
     log: logging.Logger | logging.LoggerAdapter[logging.Logger] = logger,
 ) -> Verdict:
@@ -151,7 +172,7 @@ def _verdict(
         store,
         full_read=scope.full_read and scope.only is None,
         now=scope.now,
-        active_before=active_before,
+        baseline=baseline,
     )
     if verdict.held and verdict.overridable and options.allow_mass_deprovision:
         log.warning("guard overridden by --allow-mass-deprovision: %s", verdict.reason)
@@ -159,12 +180,17 @@ def _verdict(
     return verdict
 
 
-def _counted(records: Iterable[Record], options: RunOptions) -> Iterator[Record]:
-    if options.on_record is None:
-        yield from records
-        return
-    for record in records:
-        options.on_record()
+def _counted(
+    records: Iterable[Record],
+    options: RunOptions,
+    heartbeat: Callable[[], None] | None = None,
+) -> Iterator[Record]:
+    """The records, telling the progress display and renewing the job's lock."""
+    for count, record in enumerate(records, start=1):
+        if options.on_record is not None:
+            options.on_record()
+        if heartbeat is not None and count % HEARTBEAT_RECORDS == 0:
+            heartbeat()
         yield record
 
 
@@ -184,19 +210,43 @@ class _Run:
         self.job, self.scope, self.mapper = job, scope, mapper
         self.store, self.platform, self.options = store, platform, options
         self.log: logging.Logger | logging.LoggerAdapter[logging.Logger] = logger
+        self.heartbeat: Callable[[], None] = lambda: None
         self.batch_size = batch_size
         self.partner = scope.partner.id
 
     def execute(self, records: Iterable[Record], full_read: bool) -> RunOutcome:
         mode = "only" if self.options.only else ("full" if full_read else "delta")
-        run_id = self.store.start_run(
-            self.job, self.partner, "roster", mode, self.scope.now
+        run_id = uuid.uuid4().hex
+        outcome = RunOutcome(self.job, self.partner, "done", run_id=run_id)
+        lock = JobLock(self.store.engine, self.job, run_id)
+        try:
+            lock.acquire()
+        except JobLocked as exc:
+            outcome.status, outcome.error, outcome.run_id = "failed", str(exc), None
+            logger.error("%s", exc)
+            return outcome
+        try:
+            self._execute(run_id, mode, records, outcome, lock)
+        finally:
+            lock.release()
+        return outcome
+
+    def _execute(
+        self,
+        run_id: str,
+        mode: str,
+        records: Iterable[Record],
+        outcome: RunOutcome,
+        lock: JobLock,
+    ) -> None:
+        self.store.start_run(
+            run_id, self.job, self.partner, "roster", mode, self.scope.now
         )
         log = self.log = run_logger(
             __name__, run_id=run_id, job=self.job, partner=self.partner
         )
-        outcome = RunOutcome(self.job, self.partner, "done", run_id=run_id)
         log.info("run started (%s read)", mode)
+        self.heartbeat = lock.renew
         try:
             self._plan_and_apply(run_id, records, outcome)
         except (ReadError, ApplyError) as exc:
@@ -223,13 +273,17 @@ class _Run:
             override=self.options.allow_mass_deprovision,
         )
         log.info("run %s: %s", outcome.status, _summary(outcome))
-        return outcome
+
+    def _batch_done(self, size: int) -> None:
+        self.heartbeat()
+        if self.options.on_batch is not None:
+            self.options.on_batch(size)
 
     def _plan_and_apply(
         self, run_id: str, records: Iterable[Record], outcome: RunOutcome
     ) -> None:
         """Plan the read; batches without deprovisioning are applied as they fill."""
-        active_before = self.store.active_learners(self.partner)
+        baseline = _baseline(self.store, self.platform, self.partner)
         applier = BatchApplier(
             self.store,
             self.platform,
@@ -238,7 +292,7 @@ class _Run:
             partner=self.partner,
             connector=self.scope.connector,
             batch_size=self.batch_size,
-            on_batch=self.options.on_batch,
+            on_batch=self._batch_done,
         )
         planner = Planner(
             self.scope,
@@ -249,11 +303,13 @@ class _Run:
             log=self.log,
         )
         try:
-            outcome.stats = planner.plan(_counted(records, self.options))
+            outcome.stats = planner.plan(
+                _counted(records, self.options, self.heartbeat)
+            )
         finally:
             outcome.stats = planner.stats
         verdict = _verdict(
-            outcome.stats, self.scope, self.store, active_before, self.options, self.log
+            outcome.stats, self.scope, self.store, baseline, self.options, self.log
         )
         if verdict.held:
             outcome.status, outcome.held_reason = "held", verdict.reason
