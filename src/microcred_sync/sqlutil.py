@@ -43,7 +43,14 @@ def make_engine(url: str) -> Engine:
         ) from None
     database = engine.url.database
     if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(database).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigError(
+                f"cannot create the folder {folder} for a SQLite database: "
+                f"{error.strerror}; check the state_url and platform_url settings"
+            ) from None
 
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

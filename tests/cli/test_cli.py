@@ -148,3 +148,82 @@ def test_held_run_exits_3(
     result = cli(project_dir, "run", JOB)
     assert result.returncode == 3
     assert "held yes" in result.stdout and "--allow-mass-deprovision" in result.stdout
+
+
+def test_plan_and_status_on_a_fresh_project_write_nothing(
+    project_dir: ProjectDir, employees: Callable[[int], list[str]]
+) -> None:
+    """A dry run, status and audit before any run create no database file."""
+    project_dir.write_roster(employees(3))
+    assert cli(project_dir, "plan", JOB).returncode == 0
+    assert "never" in cli(project_dir, "status").stdout
+    assert cli(project_dir, "audit", "--learner", "000001").returncode == 0
+    assert not (project_dir.root / "var").exists()
+
+
+def test_status_says_why_a_run_was_held(
+    project_dir: ProjectDir, employees: Callable[[int], list[str]]
+) -> None:
+    """status shows the guard's reason next to a held run."""
+    rows = employees(40)
+    project_dir.write_roster(rows)
+    cli(project_dir, "run", JOB)
+    project_dir.write_roster(rows[:30])
+    cli(project_dir, "run", JOB)
+    status = cli(project_dir, "status").stdout
+    assert "held" in status and "10 suspensions planned" in status
+
+
+def test_unusable_database_is_one_clear_line(
+    project_dir: ProjectDir, employees: Callable[[int], list[str]], tmp_path: Path
+) -> None:
+    """A state store that cannot be opened gives one line and no traceback."""
+    project_dir.write_roster(employees(3))
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x", encoding="utf-8")
+    bad_folder = cli(
+        project_dir,
+        "run",
+        JOB,
+        env={"MICROCRED_STATE_URL": f"sqlite:///{blocker}/state.db"},
+    )
+    assert bad_folder.returncode == 2
+    assert "cannot create the folder" in bad_folder.stderr
+    a_folder = tmp_path / "a-folder.db"
+    a_folder.mkdir()
+    unopenable = cli(
+        project_dir, "run", JOB, env={"MICROCRED_STATE_URL": f"sqlite:///{a_folder}"}
+    )
+    assert unopenable.returncode == 1
+    assert unopenable.stderr.startswith("database error: unable to open database file")
+    for result in (bad_folder, unopenable):
+        assert "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_not_a_project_folder_is_named(tmp_path: Path) -> None:
+    """--root pointing at an empty folder says which folder and what is missing."""
+    result = subprocess.run(
+        [sys.executable, "-m", "microcred_sync", "--root", str(tmp_path), "check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert str(tmp_path) in result.stderr and "config/partners.yaml" in result.stderr
+
+
+def test_flow_without_an_implementation_is_a_configuration_error(
+    project_dir: ProjectDir,
+) -> None:
+    """A results job is declared but cannot run yet: exit 2, not a traceback."""
+    jobs = project_dir.root / "scheduler" / "jobs.yaml"
+    jobs.write_text(
+        jobs.read_text(encoding="utf-8")
+        + "  - id: example-corp-results\n    flow: results\n    partner: example-corp\n",
+        encoding="utf-8",
+    )
+    result = cli(project_dir, "run", "example-corp-results")
+    assert result.returncode == 2
+    assert "results flow is not available yet" in result.stderr

@@ -459,3 +459,85 @@ def test_only_mode_traces_the_mapping_even_when_unchanged(
     assert outcome.stats.quarantined == 0
     assert any("data-analytics-foundations" in line for line in lines)
     assert all(line.startswith("000008") for line in lines)
+
+
+def test_second_run_of_the_same_job_waits_for_the_lock(
+    project_dir: ProjectDir, employees: Callable[[int], list[str]]
+) -> None:
+    """While a live run holds the job's lock, another run fails and changes nothing."""
+    from microcred_sync.state.locks import JobLock
+    from microcred_sync.state.store import StateStore
+
+    project_dir.write_roster(employees(5))
+    run(project_dir)
+    store = StateStore(f"sqlite:///{project_dir.root / 'var' / 'state.db'}")
+    lock = JobLock(store.engine, JOB, "someone-else")
+    lock.acquire()
+    try:
+        blocked = run(project_dir)
+    finally:
+        lock.release()
+        store.close()
+    assert blocked.status == "failed"
+    assert "another run of example-corp-roster is in progress" in (blocked.error or "")
+    assert run(project_dir).status == "done"
+
+
+def test_lock_of_a_killed_process_on_this_host_is_taken_over(
+    project_dir: ProjectDir, employees: Callable[[int], list[str]]
+) -> None:
+    """A lock left by a process that no longer exists does not block the next run."""
+    from microcred_sync.state.locks import JobLock
+    from microcred_sync.state.store import StateStore
+
+    project_dir.write_roster(employees(5))
+    run(project_dir)
+    store = StateStore(f"sqlite:///{project_dir.root / 'var' / 'state.db'}")
+    lock = JobLock(store.engine, JOB, "dead-run")
+    lock.pid = 2**22 + 12345  # no such process
+    lock.acquire()
+    store.close()
+    assert run(project_dir).status == "done"
+
+
+def test_missing_key_column_fails_the_read_before_any_change(
+    project_dir: ProjectDir, employees: Callable[[int], list[str]]
+) -> None:
+    """A mapping whose source key is not a column fails the run; nobody is touched."""
+    project_dir.write_roster(employees(20))
+    run(project_dir)
+    mapping = project_dir.root / "mappings" / "example-corp-hris.yaml"
+    text = mapping.read_text(encoding="utf-8")
+    mapping.write_text(
+        text.replace("source_key: employee_id", "source_key: employe_id"),
+        encoding="utf-8",
+    )
+    outcome = run(project_dir, allow_mass_deprovision=True)
+    assert outcome.status == "failed"
+    assert "employe_id" in (outcome.error or "")
+    assert learner_count(project_dir, "active") == 20
+
+
+def test_mostly_quarantined_read_is_held_even_with_the_override(
+    project_dir: ProjectDir, employees: Callable[[int], list[str]]
+) -> None:
+    """When most rows are bad (a broken export), nobody is suspended, override or not."""
+    rows = employees(20)
+    project_dir.write_roster(rows)
+    run(project_dir)
+    broken = [employee_row(n, email="broken") for n in range(1, 15)]
+    project_dir.write_roster(broken)
+    outcome = run(project_dir, allow_mass_deprovision=True)
+    assert outcome.status == "held"
+    assert "14 of 14 records were quarantined" in (outcome.held_reason or "")
+    assert learner_count(project_dir, "active") == 20
+
+
+def test_unknown_only_key_is_reported(
+    project_dir: ProjectDir, employees: Callable[[int], list[str]]
+) -> None:
+    """--only with a key the source does not have says so in the trace."""
+    project_dir.write_roster(employees(3))
+    lines: list[str] = []
+    run(project_dir, only=frozenset({"999999"}), trace=lines.append)
+    assert "999999: not found in the source" in lines
