@@ -221,7 +221,8 @@ def test_flow_without_an_implementation_is_a_configuration_error(
     jobs = project_dir.root / "scheduler" / "jobs.yaml"
     jobs.write_text(
         jobs.read_text(encoding="utf-8")
-        + "  - id: example-corp-results\n    flow: results\n    partner: example-corp\n",
+        + "  - id: example-corp-results\n    flow: results\n"
+        + "    partner: example-corp\n",
         encoding="utf-8",
     )
     result = cli(project_dir, "run", "example-corp-results")

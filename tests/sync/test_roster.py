@@ -521,7 +521,7 @@ def test_missing_key_column_fails_the_read_before_any_change(
 def test_mostly_quarantined_read_is_held_even_with_the_override(
     project_dir: ProjectDir, employees: Callable[[int], list[str]]
 ) -> None:
-    """When most rows are bad (a broken export), nobody is suspended, override or not."""
+    """When most rows are bad (a broken export), nobody is suspended, ever."""
     rows = employees(20)
     project_dir.write_roster(rows)
     run(project_dir)
