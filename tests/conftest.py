@@ -6,8 +6,14 @@ import shutil
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from microcred_sync.project import load_project
+from microcred_sync.settings import Settings
+from microcred_sync.state.store import StateStore
+from microcred_sync.sync.roster import RunOptions, RunOutcome, run_roster
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,6 +58,14 @@ class ProjectDir:
         text = "\r\n".join([HEADER, *rows]) + "\r\n"
         path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
         return path
+
+    def run(self, job: str = "example-corp-roster", **options: Any) -> RunOutcome:
+        """One run of ``job`` in this folder, through the library."""
+        project = load_project(Settings(root=self.root))
+        return run_roster(project, job, RunOptions(**options))
+
+    def state_store(self) -> StateStore:
+        return StateStore(f"sqlite:///{self.root / 'var' / 'state.db'}")
 
     def platform(self) -> sqlite3.Connection:
         return sqlite3.connect(self.root / "var" / "platform.db")

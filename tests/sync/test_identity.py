@@ -10,18 +10,10 @@ from pathlib import Path
 import pytest
 
 from microcred_sync.platform.sql import SqlPlatform
-from microcred_sync.project import load_project
-from microcred_sync.settings import Settings
 from microcred_sync.sync.changes import Change, learner_id
-from microcred_sync.sync.roster import RunOptions, RunOutcome, run_roster
 from tests.conftest import ProjectDir, employee_row
 
 JOB = "example-corp-roster"
-
-
-def run(project_dir: ProjectDir, **options: object) -> RunOutcome:
-    project = load_project(Settings(root=project_dir.root))
-    return run_roster(project, JOB, RunOptions(**options))  # type: ignore[arg-type]
 
 
 def test_case_only_email_change_is_an_update_not_a_create(
@@ -31,10 +23,10 @@ def test_case_only_email_change_is_an_update_not_a_create(
     rows = employees(5)
     rows[0] = employee_row(1, email="dana.okafor@example.com")
     project_dir.write_roster(rows)
-    run(project_dir)
+    project_dir.run()
     rows[0] = employee_row(1, email="Dana.Okafor@Example.COM")
     project_dir.write_roster(rows)
-    outcome = run(project_dir)
+    outcome = project_dir.run()
     assert outcome.stats.counts.by_kind["create"] == 0
     assert outcome.stats.counts.by_kind["update"] == 1
     stored = project_dir.scalar(
@@ -51,9 +43,9 @@ def test_case_variant_of_another_learners_email_is_quarantined(
     rows = employees(3)
     rows[0] = employee_row(1, email="dana.okafor@example.com")
     project_dir.write_roster(rows)
-    run(project_dir)
+    project_dir.run()
     project_dir.write_roster([*rows, employee_row(9, email="DANA.OKAFOR@example.com")])
-    outcome = run(project_dir)
+    outcome = project_dir.run()
     assert outcome.stats.quarantined == 1
     assert project_dir.scalar("platform", "select count(*) from learners") == 3
 
@@ -64,10 +56,10 @@ def test_blank_cell_does_not_overwrite_a_known_value(
     """CSV-06: a blank job title leaves the stored title alone (on_empty: leave)."""
     rows = employees(3)
     project_dir.write_roster(rows)
-    run(project_dir)
+    project_dir.run()
     rows[1] = employee_row(2, title="")
     project_dir.write_roster(rows)
-    outcome = run(project_dir)
+    outcome = project_dir.run()
     assert outcome.stats.counts.by_kind["update"] == 0
     title = project_dir.scalar(
         "platform", "select job_title from learners where external_key = '000002'"
@@ -82,10 +74,10 @@ def test_blank_cell_clears_where_the_mapping_says_so(
     rows = employees(3)
     rows[2] = employee_row(3, manager="000001")
     project_dir.write_roster(rows)
-    run(project_dir)
+    project_dir.run()
     rows[2] = employee_row(3, manager="")
     project_dir.write_roster(rows)
-    outcome = run(project_dir)
+    outcome = project_dir.run()
     assert outcome.stats.counts.by_kind["update"] == 1
     manager = project_dir.scalar(
         "platform", "select manager_key from learners where external_key = '000003'"
@@ -99,10 +91,10 @@ def test_trimmed_key_matches_the_same_learner(
     """CSV-06: ` 000002 ` with spaces is the same learner as `000002`."""
     rows = employees(3)
     project_dir.write_roster(rows)
-    run(project_dir)
+    project_dir.run()
     rows[1] = employee_row(2, id=" 000002 ")
     project_dir.write_roster(rows)
-    outcome = run(project_dir)
+    outcome = project_dir.run()
     assert outcome.stats.counts.total() == 0
 
 
@@ -118,7 +110,7 @@ def test_duplicate_keys_reject_the_read_when_the_mapping_says_so(
     project_dir.write_roster(
         [*employees(3), employee_row(2, email="x@example-corp.com")]
     )
-    outcome = run(project_dir)
+    outcome = project_dir.run()
     assert outcome.status == "failed"
     assert "hris-export.csv:5" in (outcome.error or "")
     assert "000002" in (outcome.error or "")
@@ -155,7 +147,7 @@ def test_run_logs_carry_run_context_and_no_personal_data(
     """Log lines name the run and stable keys, never an email or a name."""
     project_dir.write_roster([*employees(5), employee_row(6, email="bad@")])
     with caplog.at_level(logging.DEBUG, logger="microcred_sync"):
-        outcome = run(project_dir)
+        outcome = project_dir.run()
     text = "\n".join(record.getMessage() for record in caplog.records)
     assert not re.search(r"[\w.]+@[\w-]+\.\w+", text)
     assert "Given1" not in text and "Family1" not in text

@@ -6,17 +6,9 @@ import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from microcred_sync.project import load_project
-from microcred_sync.settings import Settings
-from microcred_sync.sync.roster import RunOptions, RunOutcome, run_roster
 from tests.conftest import ProjectDir, employee_row
 
 JOB = "example-corp-roster"
-
-
-def run(project_dir: ProjectDir, **options: object) -> RunOutcome:
-    project = load_project(Settings(root=project_dir.root))
-    return run_roster(project, JOB, RunOptions(**options))  # type: ignore[arg-type]
 
 
 def learner_count(project_dir: ProjectDir, status: str | None = None) -> int:
@@ -31,7 +23,7 @@ def test_first_run_creates_learners_and_enrollments(
 ) -> None:
     """A first full read creates every learner and the enrollments the rules give."""
     project_dir.write_roster(employees(40))
-    outcome = run(project_dir)
+    outcome = project_dir.run()
     assert outcome.status == "done"
     assert outcome.stats.counts.by_kind["create"] == 40
     assert learner_count(project_dir) == 40
@@ -49,8 +41,8 @@ def test_second_run_on_same_file_makes_no_platform_write(
 ) -> None:
     """Re-running on an unchanged export changes nothing and writes nothing."""
     project_dir.write_roster(employees(30))
-    run(project_dir)
-    outcome = run(project_dir)
+    project_dir.run()
+    outcome = project_dir.run()
     assert outcome.stats.counts.total() == 0
     assert outcome.platform_writes == 0
     assert outcome.stats.unchanged == 30
@@ -62,10 +54,10 @@ def test_one_edited_row_gives_exactly_that_update(
     """Changing one employee's job title updates only that learner's field."""
     rows = employees(30)
     project_dir.write_roster(rows)
-    run(project_dir)
+    project_dir.run()
     rows[4] = employee_row(5, title="Principal Analyst")
     project_dir.write_roster(rows)
-    outcome = run(project_dir)
+    outcome = project_dir.run()
     assert outcome.stats.counts.by_kind == {
         "create": 0,
         "update": 1,
@@ -97,13 +89,13 @@ def test_email_change_keeps_the_same_learner(
     """A changed email updates the learner keyed by employee number; no new learner."""
     rows = employees(10)
     project_dir.write_roster(rows)
-    run(project_dir)
+    project_dir.run()
     before = project_dir.scalar(
         "platform", "select id from learners where external_key='000003'"
     )
     rows[2] = employee_row(3, email="New.Address@Example-Corp.com")
     project_dir.write_roster(rows)
-    outcome = run(project_dir)
+    outcome = project_dir.run()
     assert outcome.stats.counts.by_kind["update"] == 1
     assert learner_count(project_dir) == 10
     after = project_dir.scalar(
@@ -119,16 +111,16 @@ def test_dropping_more_than_the_share_is_held_then_overridden(
     """Dropping 15% of rows holds all suspensions; the override applies them."""
     rows = employees(100)
     project_dir.write_roster(rows)
-    run(project_dir)
+    project_dir.run()
     _record_result(project_dir, "000090")
     project_dir.write_roster(rows[:85])
 
-    held = run(project_dir)
+    held = project_dir.run()
     assert held.status == "held" and held.exit_code == 3
     assert "15 suspensions planned" in (held.held_reason or "")
     assert learner_count(project_dir, "suspended") == 0
 
-    overridden = run(project_dir, allow_mass_deprovision=True)
+    overridden = project_dir.run(allow_mass_deprovision=True)
     assert overridden.status == "done"
     assert overridden.stats.counts.by_kind["suspend"] == 15
     assert learner_count(project_dir, "suspended") == 15
@@ -160,11 +152,11 @@ def test_drop_spread_over_runs_is_caught_by_the_rolling_window(
     """Two drops of 6% each in one day exceed 10% together: the second is held."""
     rows = employees(100)
     project_dir.write_roster(rows)
-    run(project_dir)
+    project_dir.run()
     project_dir.write_roster(rows[:94])
-    assert run(project_dir).status == "done"
+    assert project_dir.run().status == "done"
     project_dir.write_roster(rows[:88])
-    second = run(project_dir)
+    second = project_dir.run()
     assert second.status == "held"
     assert "6 applied in the last 24 h" in (second.held_reason or "")
 
@@ -174,9 +166,9 @@ def test_empty_roster_is_held_and_suspends_nobody(
 ) -> None:
     """A header-only export holds the run instead of suspending everyone."""
     project_dir.write_roster(employees(20))
-    run(project_dir)
+    project_dir.run()
     project_dir.write_roster([])
-    outcome = run(project_dir, allow_mass_deprovision=True)
+    outcome = project_dir.run(allow_mass_deprovision=True)
     assert outcome.status == "held"
     assert outcome.held_reason == "the source returned no records"
     assert learner_count(project_dir, "active") == 20
@@ -187,10 +179,10 @@ def test_truncated_read_applies_creates_but_holds_suspensions(
 ) -> None:
     """A file cut inside a quoted field creates who was read and suspends nobody."""
     project_dir.write_roster(employees(20))
-    run(project_dir)
+    project_dir.run()
     rows = [*employees(25)[:5], employee_row(99, title='"Analyst, cut off')]
     project_dir.write_roster(rows)
-    outcome = run(project_dir, allow_mass_deprovision=True)
+    outcome = project_dir.run(allow_mass_deprovision=True)
     assert outcome.status == "held"
     assert "ended early" in (outcome.held_reason or "")
     assert learner_count(project_dir, "suspended") == 0
@@ -209,7 +201,7 @@ def test_bad_rows_are_quarantined_and_the_run_goes_on(
         employee_row(14, email="PERSON1@example-corp.com"),
     ]
     project_dir.write_roster(rows)
-    outcome = run(project_dir)
+    outcome = project_dir.run()
     assert outcome.status == "done"
     assert outcome.stats.quarantined == 5
     assert learner_count(project_dir) == 10
@@ -239,19 +231,19 @@ def test_inactive_learner_is_suspended_and_reactivated_with_enrollments(
     """Terminated suspends, then withdraws; back to active re-enrolls per the rules."""
     rows = employees(12)
     project_dir.write_roster(rows)
-    run(project_dir)
+    project_dir.run()
     rows[3] = employee_row(4, status="Terminated", left="30-11-2026")
     project_dir.write_roster(rows)
-    suspended = run(project_dir)
+    suspended = project_dir.run()
     assert suspended.stats.counts.by_kind["suspend"] == 1
     assert learner_count(project_dir, "suspended") == 1
     _age_suspension(project_dir, "000004", days=31)
     # Two of a dozen enrollments is more than the guard's 10%: confirm it.
-    withdrawn = run(project_dir, allow_mass_deprovision=True)
+    withdrawn = project_dir.run(allow_mass_deprovision=True)
     assert withdrawn.stats.counts.by_kind["withdraw"] == 2
     rows[3] = employee_row(4)
     project_dir.write_roster(rows)
-    back = run(project_dir)
+    back = project_dir.run()
     assert back.stats.counts.by_kind["reactivate"] == 1
     assert back.stats.counts.by_kind["enroll"] == 2
     query = (
@@ -274,7 +266,7 @@ def test_leaver_never_provisioned_is_not_created(
     project_dir.write_roster(
         [*employees(5), employee_row(6, status="Terminated", left="01-10-2026")]
     )
-    outcome = run(project_dir)
+    outcome = project_dir.run()
     assert outcome.stats.skipped_inactive == 1
     assert learner_count(project_dir) == 5
 
@@ -284,7 +276,7 @@ def test_enrollments_are_reconciled_when_a_rule_changes(
 ) -> None:
     """A mapping whose rule changes enrolls and withdraws on an unchanged file."""
     project_dir.write_roster(employees(20))
-    run(project_dir)
+    project_dir.run()
     mapping = project_dir.root / "mappings" / "example-corp-hris.yaml"
     text = mapping.read_text(encoding="utf-8")
     mapping.write_text(
@@ -294,9 +286,9 @@ def test_enrollments_are_reconciled_when_a_rule_changes(
         ),
         encoding="utf-8",
     )
-    held = run(project_dir)
+    held = project_dir.run()
     assert held.status == "held" and "withdrawals planned" in (held.held_reason or "")
-    outcome = run(project_dir, allow_mass_deprovision=True)
+    outcome = project_dir.run(allow_mass_deprovision=True)
     sales = sum(1 for n in range(1, 21) if n % 4 == 2)
     finance = sum(1 for n in range(1, 21) if n % 4 == 3)
     # Enrollments went ahead in the held run; the withdrawals waited for the flag.
@@ -315,13 +307,13 @@ def test_withdraw_policy_withdraws_after_the_configured_days(
     """Suspended over 30 days: open enrollments withdrawn, completed ones stay."""
     rows = employees(20)
     project_dir.write_roster(rows)
-    run(project_dir)
+    project_dir.run()
     project_dir.write_roster(rows[:19])
-    run(project_dir)
-    assert run(project_dir).stats.counts.by_kind["withdraw"] == 0
+    project_dir.run()
+    assert project_dir.run().stats.counts.by_kind["withdraw"] == 0
     _complete(project_dir, "000020", "applied-machine-learning")
     _age_suspension(project_dir, "000020", days=31)
-    outcome = run(project_dir, allow_mass_deprovision=True)
+    outcome = project_dir.run(allow_mass_deprovision=True)
     assert outcome.stats.counts.by_kind["withdraw"] == 2
     query = (
         "select e.program_id, e.status from enrollments e join learners l"
@@ -372,7 +364,7 @@ def test_only_mode_provisions_the_named_keys_and_traces(
     """--only creates just the named learners, suspends nobody, and explains itself."""
     project_dir.write_roster(employees(10))
     lines: list[str] = []
-    outcome = run(project_dir, only=frozenset({"000002", "000008"}), trace=lines.append)
+    outcome = project_dir.run(only=frozenset({"000002", "000008"}), trace=lines.append)
     assert outcome.stats.counts.by_kind["create"] == 2
     assert learner_count(project_dir) == 2
     assert any(line.startswith("000008: create") for line in lines)
@@ -384,7 +376,7 @@ def test_dry_run_writes_nothing_to_the_platform(
 ) -> None:
     """plan lists the changes a run would make and leaves the platform untouched."""
     project_dir.write_roster(employees(10))
-    outcome = run(project_dir, dry_run=True)
+    outcome = project_dir.run(dry_run=True)
     assert outcome.status == "planned"
     assert outcome.stats.counts.by_kind["create"] == 10
     assert not (project_dir.root / "var" / "platform.db").exists() or (
@@ -404,15 +396,14 @@ def test_audit_records_fields_before_and_after(
     project_dir: ProjectDir, employees: Callable[[int], list[str]]
 ) -> None:
     """Every applied change is readable back with run, kind and fields."""
-    from microcred_sync.state.store import StateStore
 
     rows = employees(5)
     project_dir.write_roster(rows)
-    first = run(project_dir)
+    first = project_dir.run()
     rows[0] = employee_row(1, department="Finance")
     project_dir.write_roster(rows)
-    run(project_dir)
-    store = StateStore(f"sqlite:///{project_dir.root / 'var' / 'state.db'}")
+    project_dir.run()
+    store = project_dir.state_store()
     entries = store.audit("000001")
     store.close()
     kinds = [entry["kind"] for entry in entries]
@@ -425,7 +416,7 @@ def test_audit_records_fields_before_and_after(
 
 def test_missing_source_fails_the_run(project_dir: ProjectDir) -> None:
     """No export in the inbox fails the run (exit 1), naming the pattern."""
-    outcome = run(project_dir)
+    outcome = project_dir.run()
     assert outcome.status == "failed" and outcome.exit_code == 1
     assert "inbox/*.csv" in (outcome.error or "")
 
@@ -436,10 +427,10 @@ def test_malformed_row_of_a_known_learner_does_not_suspend_them(
     """A row with an extra cell is quarantined with its key; its learner stays."""
     rows = employees(10)
     project_dir.write_roster(rows)
-    run(project_dir)
+    project_dir.run()
     rows[6] = employee_row(7) + ",extra cell"
     project_dir.write_roster(rows)
-    outcome = run(project_dir)
+    outcome = project_dir.run()
     assert outcome.stats.quarantined == 1
     assert outcome.stats.counts.by_kind["suspend"] == 0
     assert learner_count(project_dir, "active") == 10
@@ -452,9 +443,9 @@ def test_only_mode_traces_the_mapping_even_when_unchanged(
 ) -> None:
     """--only looks at the named keys afresh and explains each rule's outcome."""
     project_dir.write_roster([*employees(10), employee_row(11, id="")])
-    run(project_dir)
+    project_dir.run()
     lines: list[str] = []
-    outcome = run(project_dir, only=frozenset({"000008"}), trace=lines.append)
+    outcome = project_dir.run(only=frozenset({"000008"}), trace=lines.append)
     assert outcome.stats.counts.total() == 0
     assert outcome.stats.quarantined == 0
     assert any("data-analytics-foundations" in line for line in lines)
@@ -466,21 +457,20 @@ def test_second_run_of_the_same_job_waits_for_the_lock(
 ) -> None:
     """While a live run holds the job's lock, another run fails and changes nothing."""
     from microcred_sync.state.locks import JobLock
-    from microcred_sync.state.store import StateStore
 
     project_dir.write_roster(employees(5))
-    run(project_dir)
-    store = StateStore(f"sqlite:///{project_dir.root / 'var' / 'state.db'}")
+    project_dir.run()
+    store = project_dir.state_store()
     lock = JobLock(store.engine, JOB, "someone-else")
     lock.acquire()
     try:
-        blocked = run(project_dir)
+        blocked = project_dir.run()
     finally:
         lock.release()
         store.close()
     assert blocked.status == "failed"
     assert "another run of example-corp-roster is in progress" in (blocked.error or "")
-    assert run(project_dir).status == "done"
+    assert project_dir.run().status == "done"
 
 
 def test_lock_of_a_killed_process_on_this_host_is_taken_over(
@@ -488,16 +478,15 @@ def test_lock_of_a_killed_process_on_this_host_is_taken_over(
 ) -> None:
     """A lock left by a process that no longer exists does not block the next run."""
     from microcred_sync.state.locks import JobLock
-    from microcred_sync.state.store import StateStore
 
     project_dir.write_roster(employees(5))
-    run(project_dir)
-    store = StateStore(f"sqlite:///{project_dir.root / 'var' / 'state.db'}")
+    project_dir.run()
+    store = project_dir.state_store()
     lock = JobLock(store.engine, JOB, "dead-run")
     lock.pid = 2**22 + 12345  # no such process
     lock.acquire()
     store.close()
-    assert run(project_dir).status == "done"
+    assert project_dir.run().status == "done"
 
 
 def test_missing_key_column_fails_the_read_before_any_change(
@@ -505,14 +494,14 @@ def test_missing_key_column_fails_the_read_before_any_change(
 ) -> None:
     """A mapping whose source key is not a column fails the run; nobody is touched."""
     project_dir.write_roster(employees(20))
-    run(project_dir)
+    project_dir.run()
     mapping = project_dir.root / "mappings" / "example-corp-hris.yaml"
     text = mapping.read_text(encoding="utf-8")
     mapping.write_text(
         text.replace("source_key: employee_id", "source_key: employe_id"),
         encoding="utf-8",
     )
-    outcome = run(project_dir, allow_mass_deprovision=True)
+    outcome = project_dir.run(allow_mass_deprovision=True)
     assert outcome.status == "failed"
     assert "employe_id" in (outcome.error or "")
     assert learner_count(project_dir, "active") == 20
@@ -524,10 +513,10 @@ def test_mostly_quarantined_read_is_held_even_with_the_override(
     """When most rows are bad (a broken export), nobody is suspended, ever."""
     rows = employees(20)
     project_dir.write_roster(rows)
-    run(project_dir)
+    project_dir.run()
     broken = [employee_row(n, email="broken") for n in range(1, 15)]
     project_dir.write_roster(broken)
-    outcome = run(project_dir, allow_mass_deprovision=True)
+    outcome = project_dir.run(allow_mass_deprovision=True)
     assert outcome.status == "held"
     assert "14 of 14 records were quarantined" in (outcome.held_reason or "")
     assert learner_count(project_dir, "active") == 20
@@ -539,5 +528,5 @@ def test_unknown_only_key_is_reported(
     """--only with a key the source does not have says so in the trace."""
     project_dir.write_roster(employees(3))
     lines: list[str] = []
-    run(project_dir, only=frozenset({"999999"}), trace=lines.append)
+    project_dir.run(only=frozenset({"999999"}), trace=lines.append)
     assert "999999: not found in the source" in lines

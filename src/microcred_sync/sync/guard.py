@@ -49,6 +49,18 @@ class Baseline:
     active_enrollments: int
 
 
+@dataclass(frozen=True)
+class _Case:
+    """What every rule of the guard looks at."""
+
+    stats: PlanStats
+    policy: GuardPolicy
+    partner: str
+    history: DeprovisionHistory
+    now: datetime
+    baseline: Baseline
+
+
 def judge(
     stats: PlanStats,
     policy: GuardPolicy,
@@ -63,8 +75,9 @@ def judge(
     broken = _broken_read(stats, policy, full_read)
     if broken is not None:
         return Verdict(True, broken)
+    case = _Case(stats, policy, partner, history, now, baseline)
     for limit in (_suspension_limit, _withdrawal_limit, _unkeyed_records):
-        reason = limit(stats, policy, partner, history, now, baseline)
+        reason = limit(case)
         if reason is not None:
             return Verdict(True, f"{reason}; {_OVERRIDE}", overridable=True)
     return Verdict(False)
@@ -83,22 +96,14 @@ def _broken_read(stats: PlanStats, policy: GuardPolicy, full_read: bool) -> str 
     return None
 
 
-def _suspension_limit(
-    stats: PlanStats,
-    policy: GuardPolicy,
-    partner: str,
-    history: DeprovisionHistory,
-    now: datetime,
-    baseline: Baseline,
-) -> str | None:
-    planned = stats.counts.by_kind["suspend"]
+def _suspension_limit(case: _Case) -> str | None:
+    planned, policy = case.stats.counts.by_kind["suspend"], case.policy
     if planned == 0:
         return None
-    recent = history.applied_deprovisions(
-        partner, now - timedelta(hours=policy.window_hours)
-    )
+    since = case.now - timedelta(hours=policy.window_hours)
+    recent = case.history.applied_deprovisions(case.partner, since)
     total = planned + recent
-    base = max(baseline.active_learners + recent, 1)
+    base = max(case.baseline.active_learners + recent, 1)
     if policy.max_suspend_count is not None and total > policy.max_suspend_count:
         limit = f"the limit of {policy.max_suspend_count}"
     elif total / base > policy.max_suspend_share:
@@ -111,32 +116,21 @@ def _suspension_limit(
     )
 
 
-def _withdrawal_limit(
-    stats: PlanStats,
-    policy: GuardPolicy,
-    partner: str,
-    history: DeprovisionHistory,
-    now: datetime,
-    baseline: Baseline,
-) -> str | None:
-    planned = stats.counts.by_kind["withdraw"]
-    base = max(baseline.active_enrollments, 1)
-    if planned == 0 or planned / base <= policy.max_withdraw_share:
+def _withdrawal_limit(case: _Case) -> str | None:
+    planned, share = (
+        case.stats.counts.by_kind["withdraw"],
+        case.policy.max_withdraw_share,
+    )
+    base = max(case.baseline.active_enrollments, 1)
+    if planned == 0 or planned / base <= share:
         return None
     return (
-        f"{planned} withdrawals planned exceed {policy.max_withdraw_share:.0%} "
-        f"of {base} active enrollments"
+        f"{planned} withdrawals planned exceed {share:.0%} of {base} active enrollments"
     )
 
 
-def _unkeyed_records(
-    stats: PlanStats,
-    policy: GuardPolicy,
-    partner: str,
-    history: DeprovisionHistory,
-    now: datetime,
-    baseline: Baseline,
-) -> str | None:
+def _unkeyed_records(case: _Case) -> str | None:
+    stats = case.stats
     if stats.absent == 0 or stats.unkeyed == 0:
         return None
     return (
