@@ -59,7 +59,7 @@ def make_engine(url: str) -> Engine:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         # Batches touch index pages all over the tree; keep more of them in memory.
-        cursor.execute("PRAGMA cache_size=-32768")
+        cursor.execute("PRAGMA cache_size=-8192")
         cursor.close()
 
     return engine

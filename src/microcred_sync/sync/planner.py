@@ -99,8 +99,15 @@ class Planner:
         self.trace = trace
         self.stats = PlanStats()
         self._salt = mapper.fingerprint.encode()[:64]
-        self._seen: set[str] = set()
-        self._claimed_emails: set[str] = set()
+        # Keys seen in this read, as hashes to keep a million in little memory. A
+        # collision errs on the safe side: a record wrongly taken for a duplicate is
+        # quarantined, or an absent learner is not suspended, in this run only.
+        self._seen: set[int] = set()
+        self._found_only: set[str] = set()
+        # Hashes, not the addresses: a million of them fit in a few tens of MB. A
+        # collision (about one in 10^8 runs of a million learners) quarantines one
+        # record as a duplicate email, in this run only: hash() changes per process.
+        self._claimed_emails: set[int] = set()
         self._duplicates_fail = mapper.spec.duplicates == "reject_read"
 
     def plan(self, records: Iterable[Record]) -> PlanStats:
@@ -129,7 +136,7 @@ class Planner:
         ):
             self._plan_unseen()
         if self.scope.only is not None:
-            for key in sorted(self.scope.only - self._seen):
+            for key in sorted(self.scope.only - self._found_only):
                 self._say(key, "not found in the source")
         return self.stats
 
@@ -170,7 +177,8 @@ class Planner:
             return None
         if only is not None and key not in only:
             return None
-        if key in self._seen:
+        seen = hash(key)
+        if seen in self._seen:
             if self._duplicates_fail:
                 raise ReadError(
                     "duplicate source key within one read; "
@@ -184,7 +192,9 @@ class Planner:
                 "duplicate source key: an earlier record with this key was kept",
             )
             return None
-        self._seen.add(key)
+        self._seen.add(seen)
+        if only is not None:
+            self._found_only.add(key)
         if record.problem is not None:
             self._quarantine(record, key, record.problem)
             return None
@@ -268,9 +278,10 @@ class Planner:
             return False
         if snapshot is not None and snapshot.email_norm == email:
             return True
-        if email in self._claimed_emails:
+        claim = hash(email)
+        if claim in self._claimed_emails:
             return False
-        self._claimed_emails.add(email)
+        self._claimed_emails.add(claim)
         return True
 
     # -- diffing --------------------------------------------------------------
@@ -382,7 +393,7 @@ class Planner:
         partner, connector = self.scope.partner.id, self.scope.connector
         pending: list[str] = []
         for key, head in self.state.connector_heads(partner, connector):
-            if key in self._seen:
+            if hash(key) in self._seen:
                 continue
             if head.status == "active" or self._withdraw_due(head):
                 pending.append(key)
