@@ -155,3 +155,19 @@ def test_run_logs_carry_run_context_and_no_personal_data(
     assert lifecycle and all(
         getattr(r, "run_id", None) == outcome.run_id for r in lifecycle
     )
+
+
+def test_email_taken_earlier_in_the_read_is_caught_across_batches(
+    project_dir: ProjectDir,
+    employees: Callable[[int], list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With tiny batches, an email reused 2,500 rows later is still quarantined."""
+    monkeypatch.setenv("MICROCRED_BATCH_SIZE", "7")
+    rows = employees(2500)
+    rows.append(employee_row(2501, email="PERSON3@example-corp.com"))
+    rows.append(employee_row(2502, email="person2500@Example-Corp.com"))
+    project_dir.write_roster(rows)
+    outcome = project_dir.run()
+    assert outcome.stats.quarantined == 2
+    assert project_dir.scalar("platform", "select count(*) from learners") == 2500

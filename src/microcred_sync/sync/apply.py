@@ -46,6 +46,7 @@ class BatchApplier:
         self._groups: list[list[Change]] = []
         self._size = 0
         self._quarantined: list[dict[str, Any]] = []
+        self.generation = 0
 
     # -- the sink -------------------------------------------------------------
 
@@ -87,6 +88,7 @@ class BatchApplier:
         self._groups, self._size, self._quarantined = [], 0, []
         if now_ready:
             self._apply(now_ready)
+        self.generation += 1
 
     def finish(self, hold: bool) -> None:
         """Flush, then apply the deprovisioning groups, or hold their deprovisioning."""

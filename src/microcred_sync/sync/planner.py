@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1000
 
+#: A claim's generation for groups recorded only at the end of the run.
+_UNTIL_THE_END = 2**62
+
 
 class SnapshotReader(Protocol):
     """What the planner reads from the state store."""
@@ -49,6 +52,10 @@ class PlanSink(Protocol):
     def add_group(self, group: list[Change]) -> None: ...
 
     def quarantine(self, location: str, key: str | None, reason: str) -> None: ...
+
+    #: Incremented each time what was added so far (but groups that wait for the
+    #: guard) has been recorded in the state store; constant for a dry run.
+    generation: int
 
 
 @dataclass
@@ -104,10 +111,12 @@ class Planner:
         # quarantined, or an absent learner is not suspended, in this run only.
         self._seen: set[int] = set()
         self._found_only: set[str] = set()
-        # Hashes, not the addresses: a million of them fit in a few tens of MB. A
-        # collision (about one in 10^8 runs of a million learners) quarantines one
-        # record as a duplicate email, in this run only: hash() changes per process.
-        self._claimed_emails: set[int] = set()
+        # Emails claimed by records not yet recorded in the store, as hashes, with
+        # the sink's generation when claimed. A hash collision (about one in 10^8
+        # runs of a million learners) quarantines one record as a duplicate email,
+        # in this run only: hash() changes per process.
+        self._claimed_emails: dict[int, int] = {}
+        self._claims_generation = sink.generation
         self._duplicates_fail = mapper.spec.duplicates == "reject_read"
 
     def plan(self, records: Iterable[Record]) -> PlanStats:
@@ -252,6 +261,7 @@ class Planner:
     def _plan_mapped(
         self, mapped: list[tuple[str, Record, str, WantedLearner, Snapshot | None]]
     ) -> None:
+        self._forget_recorded_claims()
         emails = [_email_of(wanted) for _, _, _, wanted, _ in mapped]
         owners = self.state.email_owners(
             self.scope.partner.id, [email for email in emails if email]
@@ -265,8 +275,23 @@ class Planner:
                 )
                 continue
             group = self._diff(key, digest, wanted, snapshot)
+            if group and email and any(change.deprovision for change in group):
+                # Recorded only once the guard has spoken: keep the claim till then.
+                self._claimed_emails[hash(email)] = _UNTIL_THE_END
             if group:
                 self._emit(group)
+
+    def _forget_recorded_claims(self) -> None:
+        """Drop claims the sink has since recorded: the store now answers for them,
+        so the set stays the size of a batch, not of the roster."""
+        generation = self.sink.generation
+        if generation != self._claims_generation:
+            self._claimed_emails = {
+                claim: made
+                for claim, made in self._claimed_emails.items()
+                if made >= generation
+            }
+            self._claims_generation = generation
 
     def _claim_email(
         self, email: str, key: str, owners: dict[str, str], snapshot: Snapshot | None
@@ -281,7 +306,7 @@ class Planner:
         claim = hash(email)
         if claim in self._claimed_emails:
             return False
-        self._claimed_emails.add(claim)
+        self._claimed_emails[claim] = self.sink.generation
         return True
 
     # -- diffing --------------------------------------------------------------

@@ -72,6 +72,7 @@ class MemoryPlan:
     """A plan sink for dry runs: keeps changes and quarantine in memory."""
 
     def __init__(self) -> None:
+        self.generation = 0
         self.changes: list[Change] = []
         self.quarantined: list[tuple[str, str | None, str]] = []
 
