@@ -26,11 +26,11 @@ from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import logging as sync_logging
+from .changes import REPORTED_KINDS
 from .errors import ConfigError
 from .project import Project, load_project
 from .settings import load_settings
 from .state.store import StateStore
-from .sync.changes import REPORTED_KINDS
 from .sync.roster import RunOptions, RunOutcome, run_roster
 
 EXIT_FAILED = 1

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from microcred_sync.changes import Change, learner_id
 from microcred_sync.platform.sql import SqlPlatform
-from microcred_sync.sync.changes import Change, learner_id
 from tests.conftest import ProjectDir, employee_row
 
 JOB = "example-corp-roster"

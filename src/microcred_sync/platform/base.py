@@ -5,8 +5,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 
+from ..changes import Change
 from ..partners import Partner, Program
-from ..sync.changes import Change
 
 
 class Platform(ABC):

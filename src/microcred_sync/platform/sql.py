@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..changes import Change, enrollment_id
 from ..errors import ApplyError
 from ..learners import DATE_FIELDS, LEARNER_FIELDS
 from ..mappings.emails import normalize_email
@@ -26,7 +27,6 @@ from ..sqlutil import (
     sqlite_or_memory,
     upsert,
 )
-from ..sync.changes import Change, enrollment_id
 from .base import Platform
 from .tables import enrollments, learners, metadata, partners, programs
 

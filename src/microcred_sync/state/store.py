@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Engine, Row, and_, func, select, update
 
+from ..changes import Change, Snapshot, SnapshotHead
 from ..sqlutil import (
     driver_rows,
     execute_many,
@@ -25,7 +26,6 @@ from ..sqlutil import (
     sqlite_or_memory,
     upsert,
 )
-from ..sync.changes import Change, Snapshot, SnapshotHead
 from .tables import changes, metadata, quarantine, runs, snapshots
 
 #: Rows per IN list; well under every database's limit on bound parameters.

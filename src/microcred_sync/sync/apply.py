@@ -17,9 +17,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from ..changes import Change
 from ..platform.base import Platform
 from ..state.store import StateStore
-from .changes import Change
 
 
 class BatchApplier:

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
+from ..changes import Change, Counts, Snapshot, SnapshotHead, learner_id
 from ..connectors.base import Record
 from ..errors import ReadError, ReadIncomplete, RecordRejected
 from ..learners import LearnerValue, WantedLearner
 from ..mappings.emails import normalize_email
 from ..mappings.engine import Mapper
 from ..partners import Partner
-from .changes import Change, Counts, Snapshot, SnapshotHead, learner_id
 
 logger = logging.getLogger(__name__)
 

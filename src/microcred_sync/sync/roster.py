@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
+from ..changes import Change
 from ..connectors.base import Record
 from ..errors import ApplyError, ConfigError, ReadError
 from ..logging import run_logger
@@ -23,7 +24,6 @@ from ..project import Project
 from ..state.locks import JobLock, JobLocked
 from ..state.store import StateStore
 from .apply import BatchApplier
-from .changes import Change
 from .guard import Baseline, Verdict, judge
 from .planner import Planner, PlanScope, PlanStats
 
