@@ -45,6 +45,7 @@ class SnapshotHead:
     status: str
     suspended_at: datetime | None
     has_programs: bool
+    connector: str
 
 
 @dataclass(slots=True)

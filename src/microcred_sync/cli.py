@@ -211,8 +211,10 @@ def status(context: click.Context) -> None:
 @click.pass_context
 def audit(context: click.Context, key: str, partner: str | None, output: str) -> None:
     """Every change applied to one learner, with fields before and after."""
-    store = _store(_project(context))
-    entries = store.audit(key, partner)
+    project = _project(context)
+    if partner is not None and partner not in project.partners:
+        raise click.BadParameter(f"no partner {partner!r}", param_hint="--partner")
+    entries = _store(project).audit(key, partner)
     if output == "json":
         click.echo(json.dumps(entries, ensure_ascii=False))
         return
@@ -253,9 +255,13 @@ def quarantine_list(context: click.Context, job: str, run_id: str | None) -> Non
     """The quarantined records of a job's latest run: where, which key, why."""
     project = _project(context)
     project.job(job)
-    rows = _store(project).quarantined(job, run_id)
+    store = _store(project)
+    if run_id is not None and not store.has_run(job, run_id):
+        raise click.BadParameter(f"no run {run_id!r} of {job}", param_hint="--run")
+    rows = store.quarantined(job, run_id)
     if not rows:
-        out.print(f"no quarantined records in the latest run of {job}")
+        which = f"run {run_id}" if run_id else "the latest full read"
+        out.print(f"no quarantined records in {which} of {job}")
         return
     _table(
         ("location", "key", "reason"),

@@ -21,6 +21,22 @@ LEARNER_FIELDS: Final = (
     "exit_date",
 )
 
+#: The longest text each learner field may hold (the platform's column sizes).
+FIELD_MAX_LENGTH: Final = {
+    "email": 320,
+    "given_name": 200,
+    "family_name": 200,
+    "display_name": 400,
+    "employee_number": 100,
+    "department": 200,
+    "job_title": 300,
+    "manager_key": 255,
+    "location": 200,
+}
+
+#: The longest source key.
+KEY_MAX_LENGTH: Final = 255
+
 #: The fields stored as dates; everything else is text.
 DATE_FIELDS: Final = frozenset({"hire_date", "exit_date"})
 

@@ -228,3 +228,15 @@ def test_flow_without_an_implementation_is_a_configuration_error(
     result = cli(project_dir, "run", "example-corp-results")
     assert result.returncode == 2
     assert "results flow is not available yet" in result.stderr
+
+
+def test_unknown_partner_or_run_is_a_usage_error(
+    project_dir: ProjectDir, employees: Callable[[int], list[str]]
+) -> None:
+    """audit --partner and quarantine list --run name what does not exist, exit 2."""
+    project_dir.write_roster(employees(3))
+    cli(project_dir, "run", JOB)
+    audit = cli(project_dir, "audit", "--learner", "000001", "--partner", "nosuch")
+    assert audit.returncode == 2 and "no partner 'nosuch'" in audit.stderr
+    listing = cli(project_dir, "quarantine", "list", JOB, "--run", "bogus")
+    assert listing.returncode == 2 and "no run 'bogus'" in listing.stderr

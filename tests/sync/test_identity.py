@@ -171,3 +171,82 @@ def test_email_taken_earlier_in_the_read_is_caught_across_batches(
     outcome = project_dir.run()
     assert outcome.stats.quarantined == 2
     assert project_dir.scalar("platform", "select count(*) from learners") == 2500
+
+
+def test_key_in_another_unicode_form_is_the_same_learner(
+    project_dir: ProjectDir, employees: Callable[[int], list[str]]
+) -> None:
+    """`J-José` written NFC, then NFD: unchanged, nobody suspended."""
+    nfc, nfd = "J-Jos\u00e9", "J-Jose\u0301"
+    rows = employees(12)
+    project_dir.write_roster([*rows, employee_row(13, id=nfc)])
+    project_dir.run()
+    project_dir.write_roster([*rows, employee_row(13, id=nfd)])
+    outcome = project_dir.run()
+    assert outcome.stats.counts.total() == 0
+    assert outcome.stats.quarantined == 0
+
+
+def test_email_in_another_unicode_form_is_the_same_address(
+    project_dir: ProjectDir, employees: Callable[[int], list[str]]
+) -> None:
+    """`zoé@` in NFC and in NFD are one address: the second record is quarantined."""
+    rows = [
+        *employees(3),
+        employee_row(4, email="zo\u00e9@example-corp.com"),
+        employee_row(5, email="zoe\u0301@example-corp.com"),
+    ]
+    project_dir.write_roster(rows)
+    outcome = project_dir.run()
+    assert outcome.stats.quarantined == 1
+    assert project_dir.scalar("platform", "select count(*) from learners") == 4
+
+
+def test_text_longer_than_the_platform_holds_is_quarantined(
+    project_dir: ProjectDir, employees: Callable[[int], list[str]]
+) -> None:
+    """A 5,000-character first name is rejected with the field named, not cut."""
+    project_dir.write_roster([*employees(3), employee_row(4, first="x" * 5000)])
+    outcome = project_dir.run()
+    assert outcome.stats.quarantined == 1
+    reason = project_dir.scalar("state", "select reason from quarantine")
+    assert reason == "given_name: longer than 200 characters"
+
+
+def test_two_sources_of_one_partner_never_take_each_others_learners(
+    project_dir: ProjectDir, employees: Callable[[int], list[str]]
+) -> None:
+    """A key another connector provisioned is quarantined, not updated or suspended."""
+    connectors = project_dir.root / "connectors"
+    text = (connectors / "example-corp-hris.yaml").read_text(encoding="utf-8")
+    (connectors / "example-corp-contractors.yaml").write_text(
+        text.replace("inbox/*.csv", "contractors/*.csv"), encoding="utf-8"
+    )
+    jobs = project_dir.root / "scheduler" / "jobs.yaml"
+    jobs.write_text(
+        jobs.read_text(encoding="utf-8")
+        + "  - id: example-corp-contractors\n    flow: roster\n"
+        + "    partner: example-corp\n    source: example-corp-contractors\n"
+        + "    mapping: example-corp-hris\n",
+        encoding="utf-8",
+    )
+    project_dir.write_roster(employees(20))
+    project_dir.run()
+    (project_dir.root / "contractors").mkdir()
+    contractors = project_dir.root / "contractors" / "c.csv"
+    project_dir.write_roster(
+        [employee_row(1, email="c1@example-corp.com"), employee_row(900)], "c.csv"
+    )
+    (project_dir.inbox / "c.csv").rename(contractors)
+    outcome = project_dir.run("example-corp-contractors")
+    assert outcome.stats.quarantined == 1
+    assert outcome.stats.counts.by_kind["create"] == 1
+    project_dir.write_roster([employee_row(900)], "c.csv")
+    (project_dir.inbox / "c.csv").replace(contractors)
+    again = project_dir.run("example-corp-contractors")
+    assert again.stats.counts.by_kind["suspend"] == 0
+    email = project_dir.scalar(
+        "platform", "select email from learners where external_key = '000001'"
+    )
+    assert email == "person1@example-corp.com"
+    assert project_dir.run().stats.counts.total() == 0

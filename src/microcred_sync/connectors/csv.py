@@ -25,6 +25,7 @@ import glob
 import logging
 import os
 import re
+import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -433,6 +434,11 @@ class CsvSource(Source):
         fields: dict[str, FieldValue] = dict(
             zip(columns, map(str.strip, cells), strict=False)
         )
+        if not all(map(str.isascii, cells)):
+            # One Unicode spelling (NFC) per text, whatever the exporting tool did.
+            for column, text in fields.items():
+                if text is not None and not text.isascii():
+                    fields[column] = unicodedata.normalize("NFC", text)
         if self._nulls:
             for column, text in fields.items():
                 if text in self._nulls:

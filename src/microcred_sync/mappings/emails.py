@@ -15,6 +15,7 @@ library in full.
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Final
 
 from email_validator import EmailNotValidError, validate_email
@@ -30,8 +31,12 @@ _PLAIN_LOCAL_PART: Final = re.compile(r"[A-Za-z0-9_%+'-]+(?:\.[A-Za-z0-9_%+'-]+)
 
 
 def normalize_email(text: str) -> str:
-    """The form of an address used to compare and to check uniqueness."""
-    return text.strip().casefold()
+    """The form of an address used to compare and to check uniqueness: one Unicode
+    spelling (NFC), case folded, as a whole."""
+    text = text.strip()
+    if not text.isascii():
+        text = unicodedata.normalize("NFC", text)
+    return text.casefold()
 
 
 class EmailCheck:

@@ -14,6 +14,8 @@ from typing import Final
 from microcred_sync.connectors.base import FieldValue, Record
 from microcred_sync.errors import ConfigError, RecordRejected
 from microcred_sync.learners import (
+    FIELD_MAX_LENGTH,
+    KEY_MAX_LENGTH,
     LEARNER_FIELDS,
     LearnerStatus,
     LearnerValue,
@@ -109,7 +111,12 @@ class Mapper:
             raise RecordRejected(record.problem, key=self._key_or_none(record))
         key = self._key.resolve(record.fields)
         try:
+            if len(key) > KEY_MAX_LENGTH:
+                raise RecordRejected(
+                    f"source key longer than {KEY_MAX_LENGTH} characters"
+                )
             learner = self._learner_fields(record.fields)
+            _check_lengths(learner)
             status = self._status_of(record.fields)
             programs = self._programs(record.fields, learner, status)
         except RecordRejected as rejected:
@@ -262,6 +269,14 @@ def _required_source_fields(
         guarded = presence_tested_fields(rule.source, "record")
         required.update(set(rule.record_fields or ()) - guarded)
     return frozenset(required)
+
+
+def _check_lengths(learner: Mapping[str, LearnerValue]) -> None:
+    """Text longer than the platform holds is rejected, never cut short."""
+    for name, value in learner.items():
+        limit = FIELD_MAX_LENGTH.get(name)
+        if limit is not None and isinstance(value, str) and len(value) > limit:
+            raise RecordRejected(f"{name}: longer than {limit} characters", field=name)
 
 
 def _check_programs(spec: MappingSpec, programs: frozenset[str]) -> None:

@@ -20,6 +20,7 @@ import enum
 import functools
 import re
 import string
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -191,7 +192,9 @@ class KeyPlan:
             text = step(text)
         if not text:
             raise RecordRejected("no source key")
-        return text
+        # One spelling per key: an export that turns é into e + U+0301 (NFD) must
+        # still find the same learner.
+        return text if text.isascii() else unicodedata.normalize("NFC", text)
 
 
 def build_key_plan(source: str, steps: tuple[TransformStep, ...]) -> KeyPlan:

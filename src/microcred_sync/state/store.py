@@ -151,10 +151,12 @@ class StateStore:
                 for row in rows:
                     yield row[0], _head(row)
 
-    def active_learners(self, partner: str) -> int:
-        """How many of the partner's learners are active."""
+    def active_learners(self, partner: str, connector: str) -> int:
+        """How many of the partner's active learners came from ``connector``."""
         query = select(func.count()).where(
-            snapshots.c.partner == partner, snapshots.c.status == "active"
+            snapshots.c.partner == partner,
+            snapshots.c.connector == connector,
+            snapshots.c.status == "active",
         )
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
@@ -226,6 +228,11 @@ class StateStore:
         )
         with self.engine.connect() as connection:
             return [_run_info(row) for row in connection.execute(query)]
+
+    def has_run(self, job: str, run_id: str) -> bool:
+        query = select(runs.c.id).where(runs.c.job == job, runs.c.id == run_id)
+        with self.engine.connect() as connection:
+            return connection.execute(query).first() is not None
 
     def latest_run_id(self, job: str, mode: str | None = None) -> str | None:
         """The newest run of ``job`` (of that ``mode``, if given)."""
@@ -415,7 +422,7 @@ class StateStore:
         return sorted(found, key=lambda entry: _location_order(entry["location"]))
 
 
-_HEAD_SQL = "source_key, record_hash, status, suspended_at, programs"
+_HEAD_SQL = "source_key, record_hash, status, suspended_at, programs, connector"
 
 
 def _head(row: Sequence[Any]) -> SnapshotHead:
@@ -424,7 +431,7 @@ def _head(row: Sequence[Any]) -> SnapshotHead:
     suspended = row[3]
     if isinstance(suspended, str):
         suspended = datetime.fromisoformat(suspended)
-    return SnapshotHead(row[1], row[2], _aware(suspended), row[4] != "[]")
+    return SnapshotHead(row[1], row[2], _aware(suspended), row[4] != "[]", row[5])
 
 
 def _location_order(location: str) -> tuple[str, int]:

@@ -227,6 +227,12 @@ class Planner:
         for key, record in pending:
             digest = self._hash(record)
             head = heads.get(key)
+            if head is not None and head.connector != self.scope.connector:
+                reason = (
+                    f"source key already provisioned from connector {head.connector}"
+                )
+                self._quarantine(record, key, reason)
+                continue
             if (
                 head is not None
                 and head.record_hash == digest

@@ -135,7 +135,7 @@ def _dry_run(
     sink = MemoryPlan()
     outcome = RunOutcome(job, scope.partner.id, "planned")
     try:
-        baseline = _baseline(store, platform, scope.partner.id)
+        baseline = _baseline(store, platform, scope)
         planner = Planner(scope, mapper, store, sink, trace=options.trace)
         outcome.stats = planner.plan(_counted(records, options))
         verdict = _verdict(outcome.stats, scope, store, baseline, options)
@@ -152,9 +152,13 @@ def _dry_run(
     return outcome
 
 
-def _baseline(store: StateStore, platform: SqlPlatform, partner: str) -> Baseline:
+def _baseline(store: StateStore, platform: SqlPlatform, scope: PlanScope) -> Baseline:
+    """The job's own active learners (what its full read may deprovision), and the
+    partner's active enrollments."""
+    partner = scope.partner.id
     return Baseline(
-        store.active_learners(partner), platform.active_enrollments(partner)
+        store.active_learners(partner, scope.connector),
+        platform.active_enrollments(partner),
     )
 
 
@@ -284,7 +288,7 @@ class _Run:
         self, run_id: str, records: Iterable[Record], outcome: RunOutcome
     ) -> None:
         """Plan the read; batches without deprovisioning are applied as they fill."""
-        baseline = _baseline(self.store, self.platform, self.partner)
+        baseline = _baseline(self.store, self.platform, self.scope)
         applier = BatchApplier(
             self.store,
             self.platform,
