@@ -44,4 +44,4 @@ def test_example_job_end_to_end(tmp_path: Path) -> None:
         command, capture_output=True, text=True, env=env, check=False
     )
     assert second.returncode == 0
-    assert "platform writes 0" in second.stdout and "unchanged 2285" in second.stdout
+    assert "platform writes 0" in second.stdout and "unchanged 2392" in second.stdout

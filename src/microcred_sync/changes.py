@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 ChangeKind = Literal[
     "create", "update", "suspend", "reactivate", "enroll", "withdraw", "refresh"
@@ -37,8 +37,12 @@ def enrollment_id(learner: str, program: str) -> str:
     return str(uuid.uuid5(NAMESPACE, f"enrollment/{learner}/{program}"))
 
 
-@dataclass(frozen=True, slots=True)
-class SnapshotHead:
+#: The snapshot status of a record that was read but never provisioned (a leaver
+#: seen for the first time): not a learner, only remembered.
+SKIPPED: Final = "skipped"
+
+
+class SnapshotHead(NamedTuple):
     """The part of a snapshot that decides whether a record needs a second look."""
 
     record_hash: str | None

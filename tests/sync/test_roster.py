@@ -530,3 +530,18 @@ def test_unknown_only_key_is_reported(
     lines: list[str] = []
     project_dir.run(only=frozenset({"999999"}), trace=lines.append)
     assert "999999: not found in the source" in lines
+
+
+def test_remembered_leaver_is_created_when_active_again(
+    project_dir: ProjectDir, employees: Callable[[int], list[str]]
+) -> None:
+    """A leaver skipped once is skipped cheaply next time, and created on rehire."""
+    leaver = employee_row(6, status="Terminated", left="01-10-2026")
+    project_dir.write_roster([*employees(5), leaver])
+    project_dir.run()
+    again = project_dir.run()
+    assert again.stats.unchanged == 6 and again.platform_writes == 0
+    project_dir.write_roster([*employees(5), employee_row(6)])
+    rehired = project_dir.run()
+    assert rehired.stats.counts.by_kind["create"] == 1
+    assert learner_count(project_dir, "active") == 6

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
-from ..changes import Change, Counts, Snapshot, SnapshotHead, learner_id
+from ..changes import SKIPPED, Change, Counts, Snapshot, SnapshotHead, learner_id
 from ..connectors.base import Record
 from ..errors import ReadError, ReadIncomplete, RecordRejected
 from ..learners import LearnerValue, WantedLearner
@@ -320,17 +320,19 @@ class Planner:
     def _diff(
         self, key: str, digest: str, wanted: WantedLearner, snapshot: Snapshot | None
     ) -> list[Change]:
-        if snapshot is None:
+        if snapshot is None or snapshot.status == SKIPPED:
             return self._diff_new(key, digest, wanted)
         return self._diff_known(key, digest, wanted, snapshot)
 
     def _diff_new(self, key: str, digest: str, wanted: WantedLearner) -> list[Change]:
+        ident = learner_id(self.scope.partner.id, key)
         if wanted.status != "active":
-            # A leaver never provisioned is not created only to be suspended.
+            # A leaver never provisioned is not created only to be suspended; the
+            # snapshot remembers the record so that the next run skips it at once.
             self.stats.skipped_inactive += 1
             self._say(key, "not created: inactive in the source")
-            return []
-        ident = learner_id(self.scope.partner.id, key)
+            skipped = Snapshot(ident, digest, {}, SKIPPED, [], None, None)
+            return [Change("refresh", key, ident, snapshot=skipped)]
         fields = {name: _jsonable(value) for name, value in wanted.fields.items()}
         programs = sorted(wanted.programs)
         snapshot = Snapshot(
