@@ -65,7 +65,9 @@ class ProjectDir:
         return run_roster(project, job, RunOptions(**options))
 
     def state_store(self) -> StateStore:
-        return StateStore(f"sqlite:///{self.root / 'var' / 'state.db'}")
+        """The state store the settings name (SQLite under var/ by default)."""
+        settings = Settings(root=self.root)
+        return StateStore(settings.database_url(settings.state_url))
 
     def platform(self) -> sqlite3.Connection:
         return sqlite3.connect(self.root / "var" / "platform.db")
