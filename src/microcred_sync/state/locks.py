@@ -75,6 +75,7 @@ class JobLock:
             )
 
     def release(self) -> None:
+        """Give the lock up (only if this run still holds it)."""
         with self.engine.begin() as connection:
             connection.execute(
                 delete(locks).where(

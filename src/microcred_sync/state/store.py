@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -207,6 +207,7 @@ class StateStore:
             connection.execute(update(runs).where(runs.c.id == run_id).values(**values))
 
     def run(self, run_id: str) -> RunInfo:
+        """One run, by id."""
         with self.engine.connect() as connection:
             row = connection.execute(select(runs).where(runs.c.id == run_id)).one()
         return _run_info(row)
@@ -230,6 +231,7 @@ class StateStore:
             return [_run_info(row) for row in connection.execute(query)]
 
     def has_run(self, job: str, run_id: str) -> bool:
+        """Whether ``run_id`` is a run of ``job``."""
         query = select(runs.c.id).where(runs.c.job == job, runs.c.id == run_id)
         with self.engine.connect() as connection:
             return connection.execute(query).first() is not None
@@ -544,7 +546,3 @@ def _run_info(row: Row[Any]) -> RunInfo:
         held_reason=row.held_reason,
         error=row.error,
     )
-
-
-def window_start(now: datetime, hours: int) -> datetime:
-    return now - timedelta(hours=hours)

@@ -28,6 +28,8 @@ _OVERRIDE = "rerun with --allow-mass-deprovision if this is intended"
 
 
 class DeprovisionHistory(Protocol):
+    """Where the guard reads the suspensions already applied (the state store)."""
+
     def applied_deprovisions(self, partner: str, since: datetime) -> int: ...
 
 

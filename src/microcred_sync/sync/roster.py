@@ -65,6 +65,7 @@ class RunOutcome:
 
     @property
     def exit_code(self) -> int:
+        """The command line's exit code for this outcome."""
         return EXIT_CODES[self.status]
 
 
@@ -220,6 +221,7 @@ class _Run:
         self.partner = scope.partner.id
 
     def execute(self, records: Iterable[Record], full_read: bool) -> RunOutcome:
+        """Take the job's lock, run, record the outcome, release the lock."""
         mode = "only" if self.options.only else ("full" if full_read else "delta")
         run_id = uuid.uuid4().hex
         outcome = RunOutcome(self.job, self.partner, "done", run_id=run_id)
