@@ -13,7 +13,7 @@ from .errors import ConfigError
 ModelT = TypeVar("ModelT")
 
 
-class _StrictLoader(yaml.SafeLoader):
+class StrictLoader(yaml.SafeLoader):
     """The safe loader, except that a key given twice in one mapping is an error.
 
     Plain PyYAML keeps the last value, so a second ``path:`` would silently win.
@@ -49,7 +49,7 @@ def read_yaml(path: Path, shown: str) -> Any:
     """
     try:
         with path.open(encoding="utf-8") as stream:
-            return yaml.load(stream, Loader=_StrictLoader)
+            return yaml.load(stream, Loader=StrictLoader)
     except FileNotFoundError:
         raise ConfigError(f"{shown}: file not found") from None
     except yaml.YAMLError as exc:

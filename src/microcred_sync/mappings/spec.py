@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from microcred_sync.errors import ConfigError, RecordRejected
+from microcred_sync.files import StrictLoader
 from microcred_sync.learners import DATE_FIELDS, LEARNER_FIELDS
 from microcred_sync.mappings import transforms
 from microcred_sync.mappings.emails import EmailCheck
@@ -230,7 +231,7 @@ class MappingSpec(_Model):
         except (OSError, UnicodeDecodeError) as error:
             raise ConfigError(f"{path}: cannot read the mapping: {error}") from None
         try:
-            content = yaml.safe_load(text)
+            content = yaml.load(text, Loader=StrictLoader)
         except yaml.YAMLError as error:
             raise ConfigError(f"{path}: {_yaml_problem(error)}") from None
         return cls.parse(content, origin=str(path))
