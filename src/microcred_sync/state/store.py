@@ -1,10 +1,10 @@
 """The state store: runs, stored plans, snapshots, quarantine and the audit trail.
 
 Every method opens its own short transaction unless it says otherwise. A batch's
-snapshots and the marks on its changes are written in one transaction, after the
-platform committed the batch: a crash in between leaves the snapshot behind, the
-next run plans the same changes again, and the platform's idempotent writes make
-that harmless.
+audit rows and snapshots are written in one transaction, after the platform
+committed the batch: a crash in between leaves the snapshots behind, the next run
+plans the same changes again, and the platform's idempotent writes make that
+harmless.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, Row, and_, func, select, update
+from sqlalchemy import Engine, Row, and_, func, select, update
 
 from ..changes import Change, Snapshot, SnapshotHead
 from ..sqlutil import (
@@ -47,6 +47,16 @@ def _aware(moment: datetime | None) -> datetime | None:
     if moment is None or moment.tzinfo is not None:
         return moment
     return moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What one batch of a run records: changes the platform applied, changes that
+    wait for the guard, and records quarantined."""
+
+    applied: Sequence[Change] = ()
+    deferred: Sequence[Change] = ()
+    quarantined: Sequence[dict[str, Any]] = ()
 
 
 @dataclass(frozen=True)
@@ -265,67 +275,40 @@ class StateStore:
         with self.engine.begin() as connection:
             return int(connection.execute(query).rowcount)
 
-    def record_planned(
-        self,
-        run_id: str,
-        partner: str,
-        job: str,
-        planned: Sequence[Change],
-        deferred: set[int],
-        quarantined: Sequence[dict[str, Any]],
-    ) -> None:
-        """Store planned changes and quarantined records, in one transaction.
-
-        Changes whose seq is in ``deferred`` wait for the guard (state ``deferred``)
-        and keep their snapshot in the row, as they are applied from the store.
-        """
-        rows = [
-            _change_row(run_id, partner, change, change.seq in deferred)
-            for change in planned
-        ]
-        with self.engine.begin() as connection:
-            execute_many(connection, changes.insert(), rows)
-            execute_many(connection, quarantine.insert(), quarantined)
-
-    def record_applied(
+    def record_batch(
         self,
         run_id: str,
         partner: str,
         connector: str,
-        applied: Sequence[Change],
+        batch: Batch,
         now: datetime,
     ) -> None:
-        """Record changes the platform committed: snapshots and marks, one transaction.
+        """Record a batch in one transaction, once the platform committed its ready
+        changes: their audit rows and their keys' snapshots, the changes that wait
+        for the guard, and the batch's quarantined records.
 
-        Every ``planned`` change between the first and the last of ``applied`` is one
-        of them: earlier batches are marked, deferred ones have their own state.
+        ``refresh`` changes only move a snapshot: they leave no audit row. Deferred
+        changes keep their group's snapshot in the row, as they are applied from
+        the store once the guard has spoken.
         """
+        audit = [
+            _change_row(run_id, partner, change, "applied", now)
+            for change in batch.applied
+            if change.kind != "refresh"
+        ]
+        audit += [
+            _change_row(run_id, partner, change, "deferred")
+            for change in batch.deferred
+        ]
         rows = [
             _snapshot_row(partner, connector, change)
-            for change in applied
+            for change in batch.applied
             if change.snapshot is not None
         ]
         with self.engine.begin() as connection:
+            execute_many(connection, changes.insert(), audit)
             upsert(connection, snapshots, rows, keys=("partner", "source_key"))
-            self._mark(connection, run_id, "planned", applied, now)
-
-    def _mark(
-        self,
-        connection: Connection,
-        run_id: str,
-        state: str,
-        batch: Sequence[Change],
-        now: datetime,
-    ) -> None:
-        connection.execute(
-            update(changes)
-            .where(
-                changes.c.run_id == run_id,
-                changes.c.state == state,
-                changes.c.seq.between(batch[0].seq, batch[-1].seq),
-            )
-            .values(state="applied", applied_at=now)
-        )
+            execute_many(connection, quarantine.insert(), batch.quarantined)
 
     def planned_batches(self, run_id: str, size: int) -> Iterator[list[Change]]:
         """The run's changes not yet applied, in order, in batches that never split a
@@ -371,7 +354,15 @@ class StateStore:
         )
         with self.engine.begin() as connection:
             upsert(connection, snapshots, rows, keys=("partner", "source_key"))
-            self._mark(connection, run_id, "deferred", batch, now)
+            connection.execute(
+                update(changes)
+                .where(
+                    changes.c.run_id == run_id,
+                    changes.c.state == "deferred",
+                    changes.c.seq.between(batch[0].seq, batch[-1].seq),
+                )
+                .values(state="applied", applied_at=now)
+            )
             if suspended:
                 connection.execute(
                     update(runs)
@@ -472,12 +463,16 @@ def _snapshot_row(partner: str, connector: str, change: Change) -> dict[str, Any
 
 
 def _change_row(
-    run_id: str, partner: str, change: Change, keep_snapshot: bool
+    run_id: str,
+    partner: str,
+    change: Change,
+    state: str,
+    applied_at: datetime | None = None,
 ) -> dict[str, Any]:
     after = dict(change.after or {})
     if change.reason:
         after["reason"] = change.reason
-    snapshot = change.snapshot if keep_snapshot else None
+    snapshot = change.snapshot if state == "deferred" else None
     return {
         "run_id": run_id,
         "seq": change.seq,
@@ -489,8 +484,8 @@ def _change_row(
         "before": _dumps(change.before),
         "after": _dumps(after or None),
         "snapshot": _dumps(snapshot.to_json()) if snapshot else None,
-        "state": "deferred" if keep_snapshot else "planned",
-        "applied_at": None,
+        "state": state,
+        "applied_at": applied_at,
     }
 
 

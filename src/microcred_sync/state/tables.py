@@ -63,6 +63,8 @@ changes = Table(
     Column("state", String(20), nullable=False),
     Column("applied_at", DateTime(timezone=True)),
     Index("ix_changes_partner_key", "partner", "source_key"),
+    # SQLite keeps the rows in the primary key's tree, without a second one.
+    sqlite_with_rowid=False,
 )
 
 #: The last applied state of each source key, with the hash of the record it came
@@ -81,6 +83,7 @@ snapshots = Table(
     Column("email_norm", String(320)),
     Column("suspended_at", DateTime(timezone=True)),
     Index("ix_snapshots_email", "partner", "email_norm"),
+    sqlite_with_rowid=False,
 )
 
 #: Records that could not become learners, with where they were and why.

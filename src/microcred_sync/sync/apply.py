@@ -1,14 +1,15 @@
 """Applying a plan in batches: stored first, then applied, then recorded.
 
 ``BatchApplier`` is the plan sink of a real run. Each batch of change groups is
-stored in the state store, applied to the platform in one transaction, and then
-recorded (snapshots and applied marks) in the state store. Groups that deprovision
-(a suspension, a withdrawal by policy) are only stored: they wait for the guard's
-verdict on the whole read, and ``finish`` applies them or holds them.
+applied to the platform in one transaction, then recorded (audit rows, snapshots,
+quarantine) in the state store in one more. Groups that deprovision (a suspension,
+a withdrawal by policy) are only stored: they wait for the guard's verdict on the
+whole read, and ``finish`` applies them or holds them.
 
-A crash after a batch is stored but before it is recorded leaves its snapshots as
-they were; the next run plans the same changes again and the platform's writes,
-keyed by derived ids, make the replay harmless.
+A crash after the platform committed a batch but before it was recorded leaves
+its snapshots as they were; the next run plans the same changes again, the
+platform's writes, keyed by derived ids, make the replay harmless, and that run's
+audit rows say what was done.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 from ..changes import Change
 from ..platform.base import Platform
-from ..state.store import StateStore
+from ..state.store import Batch, StateStore
 
 
 class BatchApplier:
@@ -75,20 +76,23 @@ class BatchApplier:
     # -- batches --------------------------------------------------------------
 
     def flush(self) -> None:
-        """Store what is buffered, then apply and record all but deprovisioning."""
+        """Apply what is buffered but deprovisioning, then record the batch."""
         if not self._groups and not self._quarantined:
             return
-        planned = [change for group in self._groups for change in group]
-        deferred = [group for group in self._groups if _deprovisions(group)]
-        waiting = {change.seq for group in deferred for change in group}
-        now_ready = [change for change in planned if change.seq not in waiting]
-        self.store.record_planned(
-            self.run_id, self.partner, self.job, planned, waiting, self._quarantined
+        ready: list[Change] = []
+        deferred: list[Change] = []
+        for group in self._groups:
+            (deferred if _deprovisions(group) else ready).extend(group)
+        if ready:
+            self.platform.apply(self.partner, ready)
+        batch = Batch(ready, deferred, self._quarantined)
+        self.store.record_batch(
+            self.run_id, self.partner, self.connector, batch, datetime.now(UTC)
         )
         self._groups, self._size, self._quarantined = [], 0, []
-        if now_ready:
-            self._apply(now_ready)
         self.generation += 1
+        if ready:
+            self._report(ready)
 
     def finish(self, hold: bool) -> None:
         """Flush, then apply the deprovisioning groups, or hold their deprovisioning."""
@@ -105,13 +109,6 @@ class BatchApplier:
                 datetime.now(UTC),
             )
             self._report(batch)
-
-    def _apply(self, batch: list[Change]) -> None:
-        self.platform.apply(self.partner, batch)
-        self.store.record_applied(
-            self.run_id, self.partner, self.connector, batch, datetime.now(UTC)
-        )
-        self._report(batch)
 
     def _report(self, batch: list[Change]) -> None:
         if self.on_batch is not None:
