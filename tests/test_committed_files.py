@@ -45,3 +45,13 @@ def test_example_job_end_to_end(tmp_path: Path) -> None:
     )
     assert second.returncode == 0
     assert "platform writes 0" in second.stdout and "unchanged 2392" in second.stdout
+
+
+def test_example_directory_job_reads_ldap_and_enrolls_by_group() -> None:
+    """The directory example: an ldap connector, a mapping whose rules test groups."""
+    project = load_project(Settings(root=REPO))
+    job = project.job("example-directory-roster")
+    connector = project.connectors[job.source or ""]
+    assert connector.kind == "ldap" and connector.partner == "example-directory"
+    rules = project.mappings[job.mapping or ""].enrollments
+    assert rules and all("in_group(record.groups" in rule.when for rule in rules)

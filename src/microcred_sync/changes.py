@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,14 +28,27 @@ REPORTED_KINDS: Final = (
 NAMESPACE: Final = uuid.UUID("5d0f3f5e-6b1a-5a51-9c1e-6d6963726564")
 
 
+_NAMESPACE_BYTES: Final = NAMESPACE.bytes
+
+
+def derived_id(name: str) -> str:
+    """``str(uuid.uuid5(NAMESPACE, name))``, without building a ``UUID`` object: a
+    full read derives one or more ids per record."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    text = digest.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
 def learner_id(partner: str, source_key: str) -> str:
     """The platform id of a partner's learner: the same key always gives the same id."""
-    return str(uuid.uuid5(NAMESPACE, f"learner/{partner}/{source_key}"))
+    return derived_id(f"learner/{partner}/{source_key}")
 
 
 def enrollment_id(learner: str, program: str) -> str:
     """The id of an enrollment; also its xAPI ``registration``."""
-    return str(uuid.uuid5(NAMESPACE, f"enrollment/{learner}/{program}"))
+    return derived_id(f"enrollment/{learner}/{program}")
 
 
 #: The snapshot status of a record that was read but never provisioned (a leaver

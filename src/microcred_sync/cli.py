@@ -28,7 +28,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from . import logging as sync_logging
 from .changes import REPORTED_KINDS
 from .errors import ConfigError
+from .outbox import Outbox
+from .outbox.deliver import DeliverOutcome, run_deliver
+from .platform.sql import SqlPlatform
 from .project import Project, load_project
+from .results.flow import ResultsOutcome, run_results
+from .results.importer import import_rows, read_rows
 from .settings import load_settings
 from .state.store import StateStore
 from .sync.roster import RunOptions, RunOutcome, run_roster
@@ -122,6 +127,18 @@ def run(
     """Run a job now: read, plan, guard, apply (`run JOB --only KEY...`)."""
     selected = _keys(keys, only)
     project = _project(context)
+    if project.job(job).flow == "deliver":
+        if selected or allow_mass_deprovision:
+            raise click.UsageError("a deliver job takes no keys and no override")
+        deliver_outcome = run_deliver(project, job)
+        _print_deliver_summary(deliver_outcome)
+        sys.exit(deliver_outcome.exit_code)
+    if project.job(job).flow == "results":
+        if selected or allow_mass_deprovision:
+            raise click.UsageError("a results job takes no keys and no override")
+        results_outcome = run_results(project, job)
+        _print_results_summary(results_outcome)
+        sys.exit(results_outcome.exit_code)
     options = RunOptions(
         only=frozenset(selected) or None, allow_mass_deprovision=allow_mass_deprovision
     )
@@ -267,6 +284,148 @@ def quarantine_list(context: click.Context, job: str, run_id: str | None) -> Non
         ("location", "key", "reason"),
         [(row["location"], row["key"] or "-", row["reason"]) for row in rows],
     )
+
+
+@main.group()
+def results() -> None:
+    """Results and awards on the platform."""
+
+
+@results.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--partner", required=True, help="The partner whose learners these are.")
+@click.pass_context
+def results_import(context: click.Context, file: Path, partner: str) -> None:
+    """Load results (or awards) a content player exported, as CSV or JSON lines.
+
+    Rows that cannot be read are listed with their line and reason, the others
+    are stored; the exit code is 1 when any row was rejected.
+    """
+    project = _project(context)
+    if partner not in project.partners:
+        known = ", ".join(sorted(project.partners))
+        raise ConfigError(f"unknown partner {partner!r} (known: {known})")
+    settings = project.settings
+    platform = SqlPlatform(settings.database_url(settings.platform_url))
+    try:
+        platform.create_schema()
+        platform.ensure_catalog(
+            project.partners[partner], project.programs_of(partner).values()
+        )
+        report = import_rows(
+            read_rows(file), partner, project.programs_of(partner), platform
+        )
+    finally:
+        platform.close()
+    for location, reason in report.rejected:
+        click.echo(f"rejected {location}: {reason}", err=True)
+    out.print(
+        f"imported {report.results} results and {report.awards} awards for "
+        f"{partner}; {report.already} already there, {len(report.rejected)} rejected"
+    )
+    if report.rejected:
+        sys.exit(EXIT_FAILED)
+
+
+@main.group("outbox")
+def outbox_group() -> None:
+    """The outbox: statements waiting for, delivered to, or refused by a sink."""
+
+
+def _outbox_job(context: click.Context, job_id: str) -> tuple[Project, list[str]]:
+    """The project and the sinks of ``job_id``, which must have some."""
+    project = _project(context)
+    job = project.job(job_id)
+    if not job.sinks:
+        raise click.BadParameter(f"job {job_id} has no sinks", param_hint="JOB")
+    return project, list(job.sinks)
+
+
+@outbox_group.command("list")
+@click.argument("job")
+@click.option("--status", type=click.Choice(["pending", "delivered", "dead"]))
+@click.option("--limit", type=int, default=100, show_default=True)
+@click.pass_context
+def outbox_list(
+    context: click.Context, job: str, status: str | None, limit: int
+) -> None:
+    """The outbox entries of a job's sinks: status, attempts, next attempt, error."""
+    project, sinks = _outbox_job(context, job)
+    partner = project.jobs[job].partner
+    box = Outbox(_store(project).engine)
+    counts = box.counts(sinks, partner=partner)
+    out.print(
+        f"{job}: " + ", ".join(f"{name} {count}" for name, count in counts.items()),
+        markup=False,
+    )
+    rows: list[tuple[str, ...]] = [
+        (
+            entry.id,
+            entry.sink,
+            entry.status,
+            str(entry.attempts),
+            entry.next_attempt_at.strftime("%Y-%m-%d %H:%M:%S")
+            if entry.status == "pending"
+            else "-",
+            entry.last_error or "",
+        )
+        for entry in box.entries(sinks, partner=partner, status=status, limit=limit)
+    ]
+    if rows:
+        _table(("id", "sink", "status", "attempts", "next attempt", "last error"), rows)
+
+
+@outbox_group.command("retry")
+@click.argument("job")
+@click.option("--id", "ids", multiple=True, help="Only this entry (repeatable).")
+@click.pass_context
+def outbox_retry(context: click.Context, job: str, ids: tuple[str, ...]) -> None:
+    """Make dead entries, and pending ones waiting out a backoff, due now."""
+    project, sinks = _outbox_job(context, job)
+    settings = project.settings
+    store = StateStore(settings.database_url(settings.state_url))
+    try:
+        store.create_schema()
+        box = Outbox(store.engine)
+        partner = project.jobs[job].partner
+        count = sum(
+            box.requeue(sink, list(ids) or None, partner=partner) for sink in sinks
+        )
+    finally:
+        store.close()
+    out.print(
+        f"requeued {count} entries of {job}; `microcred-sync run {job}` sends them",
+        markup=False,
+    )
+
+
+@outbox_group.command("dead")
+@click.argument("job")
+@click.pass_context
+def outbox_dead(context: click.Context, job: str) -> None:
+    """The dead letters of a job's sinks, with the sink's reason."""
+    project, sinks = _outbox_job(context, job)
+    partner = project.jobs[job].partner
+    entries = Outbox(_store(project).engine).entries(
+        sinks, partner=partner, status="dead"
+    )
+    if not entries:
+        out.print(f"no dead letters for {job}", markup=False)
+        return
+    _table(
+        ("id", "sink", "attempts", "reason"),
+        [(e.id, e.sink, str(e.attempts), e.last_error or "") for e in entries],
+    )
+
+
+def _print_results_summary(outcome: ResultsOutcome) -> None:
+    out.print(
+        f"{outcome.job}: {outcome.status} - {outcome.results} results and "
+        f"{outcome.awards} awards read, {outcome.enqueued} statements queued, "
+        f"{outcome.quarantined} quarantined"
+    )
+    if outcome.error:
+        click.echo(f"error: {outcome.error}", err=True)
 
 
 def _keys(keys: tuple[str, ...], only: bool) -> tuple[str, ...]:
@@ -439,3 +598,20 @@ def _print_plan(outcome: RunOutcome) -> None:
         if change.kind in REPORTED_KINDS:
             mark = " [held]" if change.held else ""
             out.print(f"  {change.describe()}{mark}", markup=False)
+
+
+def _print_deliver_summary(outcome: DeliverOutcome) -> None:
+    lines = [
+        f"{outcome.job}: {outcome.status}",
+        f"  taken {outcome.taken}, delivered {outcome.delivered}, "
+        f"already stored {outcome.already_stored}, dead-lettered {len(outcome.dead)}",
+        f"  still pending {outcome.pending}, requests {outcome.requests}, "
+        f"retried {outcome.retried}",
+    ]
+    lines += [f"  warning: {warning}" for warning in outcome.warnings]
+    if outcome.error:
+        lines.append(f"  error: {outcome.error}")
+    if outcome.dead:
+        lines.append(f"  see: microcred-sync outbox dead {outcome.job}")
+    for line in lines:
+        out.print(line, markup=False)

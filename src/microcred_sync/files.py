@@ -70,7 +70,7 @@ def validate(document: Any, model: type[ModelT], shown: str) -> ModelT:
             return model.model_validate(document)
         return TypeAdapter(model).validate_python(document)
     except ValidationError as exc:
-        raise ConfigError(_first_problem(exc, shown)) from None
+        raise ConfigError(_first_problem(exc, shown, document)) from None
 
 
 def load_model(path: Path, model: type[ModelT], shown: str) -> ModelT:
@@ -78,11 +78,21 @@ def load_model(path: Path, model: type[ModelT], shown: str) -> ModelT:
     return validate(read_yaml(path, shown), model, shown)
 
 
-def _first_problem(exc: ValidationError, shown: str) -> str:
+def _first_problem(exc: ValidationError, shown: str, document: Any = None) -> str:
     """One line for the first problem: file, dotted field path, message."""
     error = exc.errors()[0]
-    field = ".".join(str(part) for part in error["loc"] if not _is_tag(part))
+    location = list(error["loc"])
+    kind = document.get("kind") if isinstance(document, dict) else None
+    if location and kind is not None and location[0] == kind:
+        # A union chosen by ``kind`` (connector files) puts the kind first.
+        location = location[1:]
+    field = ".".join(str(part) for part in location if not _is_tag(part))
     message = error["msg"].removeprefix("Value error, ")
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        field = "kind"
+        message = (
+            f"unknown kind {kind!r}" if kind is not None else "missing"
+        ) + f" (known: {_known_tags(error)})"
     count = exc.error_count()
     more = (
         f" (and {count - 1} more problem{'s' if count > 2 else ''})"
@@ -90,6 +100,12 @@ def _first_problem(exc: ValidationError, shown: str) -> str:
         else ""
     )
     return f"{shown}: {field or '(top level)'}: {message}{more}"
+
+
+def _known_tags(error: Any) -> str:
+    """The kinds a union accepts, from pydantic's own error context."""
+    tags = str(error.get("ctx", {}).get("expected_tags", ""))
+    return tags.replace("'", "") or "see the documentation"
 
 
 def _is_tag(part: object) -> bool:

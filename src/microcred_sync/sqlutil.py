@@ -7,12 +7,13 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy import Connection, Dialect, Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import NoSuchModuleError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
+from sqlalchemy.types import TypeEngine
 
 from .errors import ConfigError
 
@@ -130,7 +131,7 @@ def execute_many(
     converters = [
         (index, processor)
         for index, bind in enumerate(binds)
-        if (processor := bind.type.bind_processor(dialect)) is not None
+        if (processor := _bind_processor(bind.type, dialect)) is not None
     ]
     pick = itemgetter(*names) if len(names) > 1 else (lambda row: (row[names[0]],))
     # Converted values repeat (one timestamp per batch, a few hundred dates).
@@ -178,3 +179,9 @@ def sqlite_or_memory(url: str) -> str:
         if path and path != ":memory:" and not Path(path).exists():
             return "sqlite://"
     return url
+
+
+def _bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> Any:
+    """The dialect's own conversion of a bound value (SQLite's dates and times as
+    SQLAlchemy writes them), not the generic type's, which has none."""
+    return type_.dialect_impl(dialect).bind_processor(dialect)

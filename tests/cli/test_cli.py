@@ -34,7 +34,7 @@ def test_check_accepts_the_committed_files(project_dir: ProjectDir) -> None:
     """`check` on the repository's configuration says ok and exits 0."""
     result = cli(project_dir, "check")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("ok: 1 partners")
+    assert result.stdout.startswith("ok: 3 partners")
 
 
 def test_bad_mapping_field_names_file_and_field_and_writes_nothing(
@@ -214,20 +214,22 @@ def test_not_a_project_folder_is_named(tmp_path: Path) -> None:
     assert str(tmp_path) in result.stderr and "config/partners.yaml" in result.stderr
 
 
-def test_flow_without_an_implementation_is_a_configuration_error(
+def test_results_job_without_a_sink_is_a_configuration_error(
     project_dir: ProjectDir,
 ) -> None:
-    """A results job is declared but cannot run yet: exit 2, not a traceback."""
+    """A results job that would fill no outbox: exit 2, not a traceback."""
     jobs = project_dir.root / "scheduler" / "jobs.yaml"
     jobs.write_text(
         jobs.read_text(encoding="utf-8")
-        + "  - id: example-corp-results\n    flow: results\n"
+        + "  - id: example-corp-results-nowhere\n    flow: results\n"
         + "    partner: example-corp\n",
         encoding="utf-8",
     )
-    result = cli(project_dir, "run", "example-corp-results")
+    result = cli(project_dir, "run", "example-corp-results-nowhere")
     assert result.returncode == 2
-    assert "results flow is not available yet" in result.stderr
+    assert "example-corp-results-nowhere.sinks: a results job needs a sink" in (
+        result.stderr
+    )
 
 
 def test_unknown_partner_or_run_is_a_usage_error(

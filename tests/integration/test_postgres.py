@@ -58,3 +58,38 @@ def test_quarantine_and_audit_read_back_on_postgres(
         store.close()
     assert [entry["location"] for entry in quarantined] == ["hris-export.csv:7"]
     assert audit[0]["kind"] == "create" and audit[0]["run_id"] == outcome.run_id
+
+
+def test_results_flow_and_stacking_on_postgres(
+    on_postgres: ProjectDir, employees: Callable[[int], list[str]]
+) -> None:
+    """Results and an award imported, turned into queued statements, read once; the
+    award's completion stacks the next program on the next roster run."""
+    from microcred_sync.platform.sql import SqlPlatform
+    from microcred_sync.project import load_project
+    from microcred_sync.results.flow import run_results
+    from microcred_sync.results.importer import import_rows, read_rows
+    from microcred_sync.settings import Settings
+
+    on_postgres.write_roster(employees(8))
+    on_postgres.run()
+    path = on_postgres.root / "results.csv"
+    path.write_text(
+        "kind,learner,program,recorded_at,issued_at,success,score_raw,score_max\n"
+        "result,000004,data-analytics-foundations,2026-11-30T09:00:00Z,,true,9,10\n"
+        "award,000004,data-analytics-foundations,,2026-11-30T10:00:00Z,,,\n",
+        encoding="utf-8",
+    )
+    project = load_project(Settings(root=on_postgres.root))
+    settings = project.settings
+    platform = SqlPlatform(settings.database_url(settings.platform_url))
+    try:
+        programs = project.programs_of("example-corp")
+        report = import_rows(read_rows(path), "example-corp", programs, platform)
+    finally:
+        platform.close()
+    assert (report.results, report.awards, report.rejected) == (1, 1, [])
+    first = run_results(project, "example-corp-results")
+    assert (first.status, first.enqueued) == ("done", 2)
+    assert run_results(project, "example-corp-results").enqueued == 0
+    assert on_postgres.run().stats.counts.by_kind["enroll"] == 1

@@ -210,7 +210,7 @@ def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
             "enrollments.1.when: unknown learner field 'departmnt' "
             "(learner fields: email, given_name, family_name, display_name, "
             "employee_number, department, job_title, manager_key, location, "
-            "hire_date, exit_date, status)",
+            "hire_date, exit_date, status, completed)",
         ),
         (
             K + "fields: {department: {from: d}}\n"
@@ -298,3 +298,13 @@ def test_fingerprint_ignores_comments_and_layout(tmp_path: Path) -> None:
     )
     second = MappingSpec.from_yaml(write(tmp_path, relaid, "b.yaml"))
     assert first.fingerprint == second.fingerprint
+
+
+def test_default_longer_than_the_field_holds_is_refused(tmp_path: Path) -> None:
+    """A default the platform could not hold stops the load, naming the field."""
+    body = K + "fields: {department: {from: d, on_empty: default, "
+    body += f"default: {'x' * 201}}}}}\n"
+    message = load_error(tmp_path, body)
+    assert message == (
+        "fields.department.default: longer than the 200 characters department holds"
+    )

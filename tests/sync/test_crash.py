@@ -22,7 +22,10 @@ def _applied(state_db: str) -> int:
         connection = sqlite3.connect(state_db, timeout=1)
         try:
             row = connection.execute(
-                "select count(*) from changes where state = 'applied'"
+                "select count(*) from changes c where c.state = 'applied'"
+                " or exists (select 1 from applied_batches b where b.run_id ="
+                " c.run_id and c.seq between b.first_seq and b.last_seq"
+                " and c.state = 'planned')"
             ).fetchone()
         finally:
             connection.close()

@@ -2,9 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Annotated, cast
+
+from pydantic import Field
+
+from ..outbox.sinks import FileSink, LrsSink
 from .csv import CsvConnector
+from .ldap import LdapConnector
+from .salesforce import SalesforceConnector
 
-#: A connector file, read by its ``kind``; further kinds join this as a union.
-ConnectorConfig = CsvConnector
+#: Every kind: sources, then the sinks the deliver flow writes to (salesforce is
+#: both).
+_Kinds = CsvConnector | LdapConnector | SalesforceConnector | LrsSink | FileSink
 
-__all__ = ["ConnectorConfig", "CsvConnector"]
+#: A connector file, read as the kind its ``kind`` names.
+ConnectorConfig = Annotated[_Kinds, Field(discriminator="kind")]
+
+#: The connector kinds as one type, for ``files.validate``.
+CONNECTOR_KINDS = cast(type[_Kinds], ConnectorConfig)
+
+__all__ = [
+    "CONNECTOR_KINDS",
+    "ConnectorConfig",
+    "CsvConnector",
+    "FileSink",
+    "LdapConnector",
+    "LrsSink",
+    "SalesforceConnector",
+]

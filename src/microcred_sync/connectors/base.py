@@ -8,9 +8,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-#: A record's field value: text, or ``None`` for an explicit null. A field that is
+#: A record's field value: text, a list of texts (a multi-valued directory
+#: attribute, a person's groups), or ``None`` for an explicit null. A field that is
 #: absent from ``Record.fields`` was not in the source at all (a missing column).
-FieldValue = str | None
+FieldValue = str | tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    """What a source may need from the process around it.
+
+    ``secrets_dir`` is where named secrets are read from besides the environment;
+    ``state_url`` is the state store, where cursors of incremental reads are kept.
+    """
+
+    secrets_dir: Path | None = None
+    state_url: str | None = None
 
 
 @dataclass(slots=True)
@@ -43,6 +56,17 @@ class Source(ABC):
     def __init__(self, connector_id: str, root: Path) -> None:
         self.connector_id = connector_id
         self.root = root
+        self.context = SourceContext()
+
+    def attach(self, context: SourceContext) -> None:
+        """Give the source the process's secrets and state store, before ``full``
+        and ``read`` are used."""
+        self.context = context
+
+    def commit(self) -> None:
+        """Called once a run has applied everything this source's read gave; an
+        incremental source keeps its new cursor here. Nothing by default."""
+        return None
 
     @property
     def full(self) -> bool:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, BinaryIO, ClassVar, Literal, TextIO
 from pydantic import Field, field_validator, model_validator
 
 from ..errors import ReadError, ReadIncomplete, SourceUnavailable
-from .base import FieldValue, Record, Source
+from .base import Record, Source
 from .config import ConnectorBase
 
 if TYPE_CHECKING:
@@ -431,7 +431,7 @@ class CsvSource(Source):
         width: int,
     ) -> Record:
         """Turn one row's cells into a record, flagging a wrong number of cells."""
-        fields: dict[str, FieldValue] = dict(
+        fields: dict[str, str | None] = dict(
             zip(columns, map(str.strip, cells), strict=False)
         )
         if not all(map(str.isascii, cells)):

@@ -14,7 +14,6 @@ from typing import Final
 from microcred_sync.connectors.base import FieldValue, Record
 from microcred_sync.errors import ConfigError, RecordRejected
 from microcred_sync.learners import (
-    FIELD_MAX_LENGTH,
     KEY_MAX_LENGTH,
     LEARNER_FIELDS,
     LearnerStatus,
@@ -25,6 +24,7 @@ from microcred_sync.mappings.emails import EmailCheck
 from microcred_sync.mappings.fields import (
     LEAVE,
     MISSING,
+    UNKNOWN,
     VISIBLE_FIELDS,
     FieldPlan,
     Outcome,
@@ -100,8 +100,15 @@ class Mapper:
         """
         return self._key.resolve(record.fields)
 
-    def map(self, record: Record) -> WantedLearner:
-        """The learner and programs the record wants.
+    def map(
+        self,
+        record: Record,
+        key: str | None = None,
+        completed: frozenset[str] = frozenset(),
+    ) -> WantedLearner:
+        """The learner and programs the record wants; ``key`` is the record's
+        ``key_of``, when the caller has it already, ``completed`` the programs the
+        learner has completed (rules see them as ``learner.completed``).
 
         Raises ``RecordRejected`` (with the key, and the field where there is one)
         when the record cannot be mapped: a problem reading it, no key, a bad email,
@@ -109,23 +116,25 @@ class Mapper:
         """
         if record.problem is not None:
             raise RecordRejected(record.problem, key=self._key_or_none(record))
-        key = self._key.resolve(record.fields)
+        if key is None:
+            key = self._key.resolve(record.fields)
         try:
             if len(key) > KEY_MAX_LENGTH:
                 raise RecordRejected(
                     f"source key longer than {KEY_MAX_LENGTH} characters"
                 )
             learner = self._learner_fields(record.fields)
-            _check_lengths(learner)
             status = self._status_of(record.fields)
-            programs = self._programs(record.fields, learner, status)
+            programs = self._programs(record.fields, learner, status, completed)
         except RecordRejected as rejected:
             raise RecordRejected(
                 rejected.reason, key=key, field=rejected.field
             ) from None
         return WantedLearner(key, learner, status, programs)
 
-    def trace(self, record: Record) -> list[str]:
+    def trace(
+        self, record: Record, completed: frozenset[str] = frozenset()
+    ) -> list[str]:
         """Lines explaining how the record maps, for a ``--only`` debugging view.
 
         Shows the key and the values of non-personal fields only; for the others,
@@ -141,19 +150,35 @@ class Mapper:
             if traced.outcome is not LEAVE:
                 learner[plan.name] = traced.outcome
         status = self._trace_status(fields, lines)
-        lines.extend(self._trace_rules(fields, learner, status))
-        lines.append(self._trace_result(record))
+        lines.extend(self._trace_rules(fields, learner, status, completed))
+        lines.append(self._trace_result(record, completed))
         return lines
 
     def _learner_fields(
         self, fields: Mapping[str, FieldValue]
     ) -> dict[str, LearnerValue]:
-        """The learner fields the record speaks about."""
-        return {
-            plan.name: outcome
-            for plan in self._fields
-            if (outcome := plan.resolve(fields)) is not LEAVE
-        }
+        """The learner fields the record speaks about.
+
+        What ``FieldPlan.resolve`` does for each field, with its remembered
+        outcomes looked up here: this runs for every changed record.
+        """
+        learner: dict[str, LearnerValue] = {}
+        get = fields.get
+        for plan in self._fields:
+            source = plan.source
+            raw = get(source, MISSING) if source is not None else plan.read(fields)
+            if raw is MISSING:
+                continue
+            if raw is None:
+                outcome = plan.null
+            else:
+                remembered = plan.memo.get(raw, UNKNOWN)
+                outcome = (
+                    plan.outcome_of(raw) if remembered is UNKNOWN else remembered
+                )
+            if outcome is not LEAVE:
+                learner[plan.name] = outcome
+        return learner
 
     def _status_of(self, fields: Mapping[str, FieldValue]) -> LearnerStatus:
         """The wanted status; ``active`` when the mapping or the record is silent."""
@@ -166,11 +191,12 @@ class Mapper:
         fields: Mapping[str, FieldValue],
         learner: Mapping[str, LearnerValue],
         status: LearnerStatus,
+        completed: frozenset[str],
     ) -> frozenset[str]:
         """The programs the rules give; a suspended learner wants none."""
         if status != "active" or not self._rules.rules:
             return _NO_PROGRAMS
-        return self._rules.programs(fields, learner, status)
+        return self._rules.programs(fields, learner, status, completed)
 
     def _key_or_none(self, record: Record) -> str | None:
         """The key if there is one, for the context of another rejection."""
@@ -205,6 +231,7 @@ class Mapper:
         fields: Mapping[str, FieldValue],
         learner: Mapping[str, LearnerValue],
         status: str,
+        completed: frozenset[str],
     ) -> list[str]:
         """One line per enrollment rule."""
         if status != "active":
@@ -212,15 +239,15 @@ class Mapper:
             return [f"rules: not evaluated, status is {status}"] if rules else []
         lines = []
         for index, rule in enumerate(self._rules.rules):
-            outcome = rule.outcome(fields, learner, status)
+            outcome = rule.outcome(fields, learner, status, completed)
             said = str(outcome).lower() if isinstance(outcome, bool) else outcome
             lines.append(f"rule {index} ({rule.program}): {said}")
         return lines
 
-    def _trace_result(self, record: Record) -> str:
+    def _trace_result(self, record: Record, completed: frozenset[str]) -> str:
         """The final line: what ``map`` does with the record."""
         try:
-            wanted = self.map(record)
+            wanted = self.map(record, completed=completed)
         except RecordRejected as rejected:
             return f"result: rejected: {rejected}"
         programs = ", ".join(sorted(wanted.programs)) or "none"
@@ -271,14 +298,6 @@ def _required_source_fields(
     return frozenset(required)
 
 
-def _check_lengths(learner: Mapping[str, LearnerValue]) -> None:
-    """Text longer than the platform holds is rejected, never cut short."""
-    for name, value in learner.items():
-        limit = FIELD_MAX_LENGTH.get(name)
-        if limit is not None and isinstance(value, str) and len(value) > limit:
-            raise RecordRejected(f"{name}: longer than {limit} characters", field=name)
-
-
 def _check_programs(spec: MappingSpec, programs: frozenset[str]) -> None:
     """Every rule must name a program the platform offers."""
     for index, rule in enumerate(spec.enrollments):
@@ -312,7 +331,7 @@ def _trace_field(plan: FieldPlan, fields: Mapping[str, FieldValue]) -> _Traced:
         found = "column missing, "
     elif raw is None:
         found = "null, "
-    elif not raw.strip():
+    elif isinstance(raw, str) and not raw.strip():
         found = "empty, "
     else:
         found = ""

@@ -28,7 +28,12 @@ from typing import Final, cast
 
 from microcred_sync.connectors.base import FieldValue
 from microcred_sync.errors import RecordRejected
-from microcred_sync.learners import DATE_FIELDS, LearnerStatus, LearnerValue
+from microcred_sync.learners import (
+    DATE_FIELDS,
+    FIELD_MAX_LENGTH,
+    LearnerStatus,
+    LearnerValue,
+)
 from microcred_sync.mappings import transforms
 from microcred_sync.mappings.emails import EmailCheck
 from microcred_sync.mappings.spec import STATUS_FIELD, FieldSpec, TransformStep
@@ -77,6 +82,9 @@ DATE_MEMO_SIZE: Final = 50_000
 
 Outcome = LearnerValue | Leave
 
+#: Why a list of values (a multi-valued directory attribute) cannot fill one field.
+_LIST_FOR_ONE_VALUE: Final = "is a list of values; map an attribute read as text"
+
 
 def as_status(value: Outcome) -> LearnerStatus:
     """The learner status a status plan gave; a status left alone is ``active``."""
@@ -102,7 +110,11 @@ class FieldPlan:
     empty: Outcome
     null: Outcome
     memo_size: int = TEXT_MEMO_SIZE
-    memo: dict[str, Outcome] = field(default_factory=dict, compare=False, repr=False)
+    #: Text longer than the platform holds is rejected, never cut short.
+    max_length: int | None = None
+    memo: dict[str | tuple[str, ...], Outcome] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def resolve(self, fields: Mapping[str, FieldValue]) -> Outcome:
         """What the record says about this field; ``LEAVE`` if nothing.
@@ -119,15 +131,18 @@ class FieldPlan:
         # Departments, titles, dates and statuses repeat; names and emails do not
         # and soon stop being remembered.
         outcome = self.memo.get(raw, UNKNOWN)
-        if outcome is UNKNOWN:
-            try:
-                outcome = self.convert(raw)
-            except RecordRejected as rejected:
-                raise RecordRejected(
-                    f"{self.name}: {rejected.reason}", field=self.name
-                ) from None
-            if len(self.memo) < self.memo_size:
-                self.memo[raw] = outcome
+        return self.outcome_of(raw) if outcome is UNKNOWN else outcome
+
+    def outcome_of(self, raw: str | tuple[str, ...]) -> Outcome:
+        """Convert a raw text not remembered yet, and remember it if there is room."""
+        try:
+            outcome = self.convert(raw)
+        except RecordRejected as rejected:
+            raise RecordRejected(
+                f"{self.name}: {rejected.reason}", field=self.name
+            ) from None
+        if len(self.memo) < self.memo_size:
+            self.memo[raw] = outcome
         return outcome
 
     def read(self, fields: Mapping[str, FieldValue]) -> FieldValue | Missing:
@@ -136,15 +151,22 @@ class FieldPlan:
             return fields.get(self.source, MISSING)
         return self._fill(fields)
 
-    def convert(self, raw: str) -> Outcome:
+    def convert(self, raw: str | tuple[str, ...]) -> Outcome:
         """Trim, transform and finish a value that is not null."""
+        if isinstance(raw, tuple):
+            # A multi-valued attribute (issue 3) is for rules, not a learner field.
+            raise RecordRejected(_LIST_FOR_ONE_VALUE)
         text = raw.strip()
         if text:
             for step in self.steps:
                 text = step(text)
         if not text:
             return self.empty
-        return text if self.finish is None else self.finish(text)
+        outcome = text if self.finish is None else self.finish(text)
+        limit = self.max_length
+        if limit is not None and isinstance(outcome, str) and len(outcome) > limit:
+            raise RecordRejected(f"longer than {limit} characters")
+        return outcome
 
     def _fill(self, fields: Mapping[str, FieldValue]) -> str | Missing:
         """Fill the template; nulls and empty cells give empty parts."""
@@ -155,6 +177,10 @@ class FieldPlan:
                 value = fields.get(name, MISSING)
                 if value is MISSING:
                     return MISSING
+                if isinstance(value, tuple):
+                    raise RecordRejected(
+                        f"{self.name}: {name}: {_LIST_FOR_ONE_VALUE}", field=self.name
+                    )
                 parts.append(value or "")
         return " ".join("".join(parts).split())
 
@@ -180,6 +206,8 @@ class KeyPlan:
         a spreadsheet wrote in scientific notation (its digits are lost).
         """
         raw = fields.get(self.source)
+        if isinstance(raw, tuple):
+            raise RecordRejected(f"the source key {_LIST_FOR_ONE_VALUE}")
         text = raw.strip() if raw is not None else ""
         if not text:
             raise RecordRejected("no source key")
@@ -217,6 +245,7 @@ def build_field_plan(
         empty=empty,
         null=empty if name == STATUS_FIELD else None,
         memo_size=DATE_MEMO_SIZE if name in DATE_FIELDS else TEXT_MEMO_SIZE,
+        max_length=FIELD_MAX_LENGTH.get(name),
     )
 
 

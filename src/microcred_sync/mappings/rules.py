@@ -1,7 +1,12 @@
 """Enrollment rules: CEL expressions that give a learner a program.
 
 A rule sees two maps. ``record`` holds the record's fields (text, trimmed; an
-explicit null is ``null``; a missing column is absent, so ``has(record.x)`` tells).
+explicit null is ``null``; a missing column is absent, so ``has(record.x)`` tells;
+a multi-valued directory attribute is a list of texts). A directory source's
+``record.groups`` lists the person's groups, nested ones included:
+``in_group(record.groups, "CN=Data Analysts,OU=Groups,DC=example,DC=com")`` tests
+membership by DN, compared as a DN (case, spacing and escaping aside), and
+``in_group(record.groups, "Data Analysts")`` by the group's name.
 ``learner`` holds the mapped learner fields (text; dates as ISO 8601 text; a field
 left alone is absent, a cleared one is ``null``) and ``status``.
 
@@ -17,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Final
@@ -25,11 +30,20 @@ from typing import Final
 import cel
 
 from microcred_sync.connectors.base import FieldValue
+from microcred_sync.connectors.ldap.dn import in_group
 from microcred_sync.errors import RecordRejected
 from microcred_sync.learners import LEARNER_FIELDS, LearnerValue
 
 #: The variables a rule may use.
 RULE_VARIABLES: Final = ("record", "learner")
+
+#: What ``learner`` holds besides the learner fields: the status, and the programs
+#: the learner has completed (was awarded), for rules over stacked programs.
+STATUS: Final = "status"
+COMPLETED: Final = "completed"
+
+#: Functions a rule may call besides CEL's own.
+RULE_FUNCTIONS: Final[dict[str, Callable[..., bool]]] = {"in_group": in_group}
 
 #: How many outcomes a rule remembers; beyond that it evaluates every time.
 OUTCOME_CACHE_SIZE: Final = 65536
@@ -138,6 +152,7 @@ class EnrollmentRule:
     learner_fields: tuple[str, ...] | None = field(init=False, repr=False)
     _compiled: cel.Program = field(init=False, repr=False)
     _uses: frozenset[str] = field(init=False, repr=False)
+    _functions: dict[str, Callable[..., bool]] = field(init=False, repr=False)
     _outcomes: dict[tuple[object, ...], bool | str] = field(
         init=False, repr=False, default_factory=dict
     )
@@ -145,6 +160,12 @@ class EnrollmentRule:
     def __post_init__(self) -> None:
         self._compiled = compile_rule(self.source)
         self._uses = frozenset(self._compiled.variables()) & set(RULE_VARIABLES)
+        called = set(self._compiled.functions())
+        self._functions = {
+            name: function
+            for name, function in RULE_FUNCTIONS.items()
+            if name in called
+        }
         self.record_fields = referenced_fields(self.source, "record")
         self.learner_fields = referenced_fields(self.source, "learner")
 
@@ -153,13 +174,14 @@ class EnrollmentRule:
         record: Mapping[str, FieldValue],
         learner: Mapping[str, LearnerValue],
         status: str,
+        completed: frozenset[str] = frozenset(),
     ) -> bool:
         """Whether the learner should have the program.
 
         Raises ``RecordRejected`` naming the program when the rule fails or does
         not give true or false.
         """
-        outcome = self.outcome(record, learner, status)
+        outcome = self.outcome(record, learner, status, completed)
         if outcome is True or outcome is False:
             return outcome
         raise RecordRejected(f"enrollment rule for {self.program}: {outcome}")
@@ -169,16 +191,18 @@ class EnrollmentRule:
         record: Mapping[str, FieldValue],
         learner: Mapping[str, LearnerValue],
         status: str,
+        completed: frozenset[str] = frozenset(),
     ) -> bool | str:
         """The rule's result, or the text of the error it gave."""
         key = (
             _lookup_key(record, self.record_fields),
             _lookup_key(learner, self.learner_fields),
             status,
+            _completed_key(completed, self.learner_fields),
         )
         outcome = self._outcomes.get(key)
         if outcome is None:
-            outcome = self._evaluate(record, learner, status)
+            outcome = self._evaluate(record, learner, status, completed)
             if len(self._outcomes) < OUTCOME_CACHE_SIZE:
                 self._outcomes[key] = outcome
         return outcome
@@ -188,15 +212,23 @@ class EnrollmentRule:
         record: Mapping[str, FieldValue],
         learner: Mapping[str, LearnerValue],
         status: str,
+        completed: frozenset[str],
     ) -> bool | str:
         """Run the program once; errors come back as text."""
         context: dict[str, object] = {}
         if "record" in self._uses:
             context["record"] = record_view(record, self.record_fields)
         if "learner" in self._uses:
-            context["learner"] = learner_view(learner, status, self.learner_fields)
+            context["learner"] = learner_view(
+                learner, status, self.learner_fields, completed
+            )
         try:
-            result = self._compiled.execute(context)
+            if self._functions:
+                result = self._compiled.execute(
+                    cel.Context(variables=context, functions=self._functions)
+                )
+            else:
+                result = self._compiled.execute(context)
         except KeyError as error:
             return f"no such field: {error.args[0] if error.args else '?'}"
         except Exception as error:  # any failure inside CEL is the rule's failure
@@ -208,34 +240,51 @@ class EnrollmentRule:
 
 def record_view(
     record: Mapping[str, FieldValue], names: tuple[str, ...] | None
-) -> dict[str, str | None]:
-    """The ``record`` map a rule sees: trimmed text, null kept, absent left out."""
+) -> dict[str, str | list[str] | None]:
+    """The ``record`` map a rule sees: trimmed text, lists of trimmed text, null
+    kept, absent left out."""
     chosen = record.keys() if names is None else (n for n in names if n in record)
-    view: dict[str, str | None] = {}
+    view: dict[str, str | list[str] | None] = {}
     for name in chosen:
         value = record[name]
-        view[name] = None if value is None else value.strip()
+        if isinstance(value, tuple):
+            view[name] = [text.strip() for text in value]
+        else:
+            view[name] = None if value is None else value.strip()
     return view
 
 
 def learner_view(
-    learner: Mapping[str, LearnerValue], status: str, names: tuple[str, ...] | None
-) -> dict[str, str | None]:
-    """The ``learner`` map a rule sees: text, dates as ISO 8601, and ``status``.
+    learner: Mapping[str, LearnerValue],
+    status: str,
+    names: tuple[str, ...] | None,
+    completed: frozenset[str] = frozenset(),
+) -> dict[str, str | list[str] | None]:
+    """The ``learner`` map a rule sees: text, dates as ISO 8601, ``status``, and
+    ``completed``, the programs the learner has been awarded (sorted).
 
     A learner field the record leaves alone is ``null`` here, so that a rule over a
     blank cell is false rather than an error.
     """
     chosen = LEARNER_FIELDS if names is None else names
-    view: dict[str, str | None] = {}
+    view: dict[str, str | list[str] | None] = {}
     for name in chosen:
-        if name == "status":
+        if name in (STATUS, COMPLETED):
             continue
         value = learner.get(name)
         view[name] = value.isoformat() if isinstance(value, date) else value
-    if names is None or "status" in names:
-        view["status"] = status
+    if names is None or STATUS in names:
+        view[STATUS] = status
+    if names is None or COMPLETED in names:
+        view[COMPLETED] = sorted(completed)
     return view
+
+
+def _completed_key(
+    completed: frozenset[str], names: tuple[str, ...] | None
+) -> frozenset[str] | None:
+    """What a rule's outcome depends on in the completed programs."""
+    return completed if names is None or COMPLETED in names else None
 
 
 def _lookup_key(
@@ -274,6 +323,7 @@ class RuleSet:
         record: Mapping[str, FieldValue],
         learner: Mapping[str, LearnerValue],
         status: str,
+        completed: frozenset[str] = frozenset(),
     ) -> frozenset[str]:
         """The programs the rules give.
 
@@ -283,10 +333,11 @@ class RuleSet:
             _lookup_key(record, self._record_fields),
             _lookup_key(learner, self._learner_fields),
             status,
+            _completed_key(completed, self._learner_fields),
         )
         answer = self._answers.get(key)
         if answer is None:
-            answer = self._decide(record, learner, status)
+            answer = self._decide(record, learner, status, completed)
             if len(self._answers) < OUTCOME_CACHE_SIZE:
                 self._answers[key] = answer
         if isinstance(answer, str):
@@ -298,12 +349,13 @@ class RuleSet:
         record: Mapping[str, FieldValue],
         learner: Mapping[str, LearnerValue],
         status: str,
+        completed: frozenset[str],
     ) -> frozenset[str] | str:
         """Evaluate every rule: the programs, or the first failure's reason."""
         granted: list[str] = []
         for rule in self.rules:
             try:
-                if rule.wants(record, learner, status):
+                if rule.wants(record, learner, status, completed):
                     granted.append(rule.program)
             except RecordRejected as rejected:
                 return rejected.reason

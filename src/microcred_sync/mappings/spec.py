@@ -31,13 +31,16 @@ from pydantic import (
 
 from microcred_sync.errors import ConfigError, RecordRejected
 from microcred_sync.files import StrictLoader
-from microcred_sync.learners import DATE_FIELDS, LEARNER_FIELDS
+from microcred_sync.learners import DATE_FIELDS, FIELD_MAX_LENGTH, LEARNER_FIELDS
 from microcred_sync.mappings import transforms
 from microcred_sync.mappings.emails import EmailCheck
 from microcred_sync.mappings.rules import compile_rule, referenced_fields
 
 #: The mapped field that becomes the learner's status rather than a learner field.
 STATUS_FIELD: Final = "status"
+
+#: What rules see besides the learner fields: the programs the learner completed.
+COMPLETED_FIELD: Final = "completed"
 
 #: The statuses a learner may have.
 STATUSES: Final = frozenset({"active", "suspended"})
@@ -150,8 +153,46 @@ class EnrollmentRuleSpec(_Model):
         return source
 
 
+class IssuerSpec(_Model):
+    """Who issues the partner's Open Badges: an IRI id and a name."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9+.-]*:\S+$")
+    name: str = Field(min_length=1)
+    url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+
+
+class StatementsSpec(_Model):
+    """How the partner's learners appear in xAPI statements and credentials.
+
+    ``identity`` is ``mbox`` (the learner's email) or ``account`` (``home_page``
+    and the employee number): exactly one identifier per agent.
+    """
+
+    identity: Literal["mbox", "account"] = "mbox"
+    home_page: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    platform: str = Field(default="microcred-sync", min_length=1)
+    language: str = Field(default="en", pattern=r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$")
+    version: Literal["1.0.3", "2.0.0"] = "1.0.3"
+    #: The verb of "earned a credential" statements (an IRI); ADL's ``earned``
+    #: when not given.
+    award_verb: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9+.-]*:\S+$")
+    issuer: IssuerSpec | None = None
+    #: The name of a secret holding an Ed25519 key (PEM or JWK) to sign
+    #: credentials as VC-JWT; unsigned when not given.
+    signing_key_secret: str | None = None
+
+    @model_validator(mode="after")
+    def _account_needs_home_page(self) -> StatementsSpec:
+        if self.identity == "account" and self.home_page is None:
+            raise SpecProblem(
+                ("home_page",), "identity account needs the partner's home_page"
+            )
+        return self
+
+
 class MappingSpec(_Model):
-    """A mapping file: the source key, the learner fields, the enrollment rules."""
+    """A mapping file: the source key, the learner fields, the enrollment rules,
+    and how results go back (``statements``)."""
 
     source_key: str = Field(min_length=1)
     key_transforms: tuple[TransformStep, ...] = ()
@@ -159,6 +200,7 @@ class MappingSpec(_Model):
     duplicates: Literal["keep_first", "reject_read"] = "keep_first"
     fields: dict[str, FieldSpec] = Field(default_factory=dict)
     enrollments: tuple[EnrollmentRuleSpec, ...] = ()
+    statements: StatementsSpec = Field(default_factory=StatementsSpec)
 
     _origin: str = PrivateAttr(default="<mapping>")
 
@@ -214,8 +256,12 @@ class MappingSpec(_Model):
 
     @property
     def fingerprint(self) -> str:
-        """A short hash of the spec's content; it changes whenever the mapping does."""
-        content = self.model_dump(mode="json", by_alias=True)
+        """A short hash of the spec's content; it changes whenever the mapping does.
+
+        The ``statements`` section is left out: it says nothing about learners, so
+        changing it does not remap a roster.
+        """
+        content = self.model_dump(mode="json", by_alias=True, exclude={"statements"})
         text = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -290,12 +336,13 @@ def _rule_field_problem(
     names: tuple[str, ...], fields: dict[str, FieldSpec]
 ) -> str | None:
     """What is wrong with the learner fields a rule names, if anything."""
+    extra = (STATUS_FIELD, COMPLETED_FIELD)
     for name in names:
-        if name != STATUS_FIELD and name not in LEARNER_FIELDS:
-            known = ", ".join((*LEARNER_FIELDS, STATUS_FIELD))
+        if name not in extra and name not in LEARNER_FIELDS:
+            known = ", ".join((*LEARNER_FIELDS, *extra))
             return f"unknown learner field {name!r} (learner fields: {known})"
     for name in names:
-        if name != STATUS_FIELD and name not in fields:
+        if name not in extra and name not in fields:
             return (
                 f"learner field {name!r} is not mapped, "
                 "so the rule would always see null"
@@ -331,6 +378,9 @@ def _check_default(name: str, default: str | date | None) -> None:
             raise SpecProblem(where, "a date default is written YYYY-MM-DD") from None
     if name not in DATE_FIELDS and isinstance(default, date):
         raise SpecProblem(where, f"{name} holds text; quote the default")
+    limit = FIELD_MAX_LENGTH.get(name)
+    if limit is not None and isinstance(default, str) and len(default) > limit:
+        raise SpecProblem(where, f"longer than the {limit} characters {name} holds")
     if name == "email" and isinstance(default, str):
         try:
             EmailCheck().display_form(default)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 
 from ..changes import Change
 from ..partners import Partner, Program
+from ..results.records import AwardRecord, ResultRecord
 
 
 class Platform(ABC):
@@ -31,6 +33,37 @@ class Platform(ABC):
     @abstractmethod
     def apply(self, partner: str, batch: Sequence[Change]) -> None:
         """Apply the batch's changes that are not held; raise ApplyError on refusal."""
+
+    @abstractmethod
+    def enrollments_of(self, partner: str, learners: list[str]) -> dict[str, set[str]]:
+        """The programs each of ``learners`` is enrolled in, whatever the status;
+        learners unknown to the platform are left out."""
+
+    @abstractmethod
+    def record_results(
+        self, partner: str, results: Sequence[ResultRecord], now: datetime
+    ) -> int:
+        """Store results not stored yet (by id); return how many were new."""
+
+    @abstractmethod
+    def record_awards(
+        self, partner: str, awards: Sequence[AwardRecord], now: datetime
+    ) -> int:
+        """Store awards not stored yet and complete their enrollments; return how
+        many were new."""
+
+    @abstractmethod
+    def results_after(
+        self, partner: str, after: tuple[datetime, str], limit: int
+    ) -> list[ResultRecord]:
+        """The partner's results stored after ``after`` (when stored, then id),
+        in that order, at most ``limit``: a page of the results flow's read."""
+
+    @abstractmethod
+    def awards_after(
+        self, partner: str, after: tuple[datetime, str], limit: int
+    ) -> list[AwardRecord]:
+        """The partner's awards stored after ``after``, like ``results_after``."""
 
     @abstractmethod
     def close(self) -> None:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, select, update
+import orjson
+from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..changes import Change, enrollment_id
@@ -20,6 +22,7 @@ from ..errors import ApplyError
 from ..learners import DATE_FIELDS, LEARNER_FIELDS
 from ..mappings.emails import normalize_email
 from ..partners import Partner, Program
+from ..results.records import AwardRecord, ResultRecord, Score
 from ..sqlutil import (
     dialect_insert,
     execute_many,
@@ -28,7 +31,23 @@ from ..sqlutil import (
     upsert,
 )
 from .base import Platform
+from .tables import awards as awards_table
 from .tables import enrollments, learners, metadata, partners, programs
+from .tables import learners as learners_table
+from .tables import results as results_table
+
+#: Ids per IN list.
+LOOKUP_CHUNK = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class LearnerIdentityRow:
+    """What identifies a learner to the partner: key, email, employee number."""
+
+    id: str
+    external_key: str
+    email: str | None
+    employee_number: str | None
 
 
 class SqlPlatform(Platform):
@@ -206,6 +225,193 @@ class SqlPlatform(Platform):
             for change in withdrawals
         ]
         return execute_many(connection, statement, rows)
+
+    # -- results and awards -----------------------------------------------------
+
+    def enrollments_of(self, partner: str, learners: list[str]) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        with self.engine.connect() as connection:
+            for start in range(0, len(learners), LOOKUP_CHUNK):
+                chunk = learners[start : start + LOOKUP_CHUNK]
+                known = select(learners_table.c.id).where(
+                    learners_table.c.partner_id == partner,
+                    learners_table.c.id.in_(chunk),
+                )
+                for (ident,) in connection.execute(known):
+                    found[ident] = set()
+                query = select(
+                    enrollments.c.learner_id, enrollments.c.program_id
+                ).where(
+                    enrollments.c.partner_id == partner,
+                    enrollments.c.learner_id.in_(chunk),
+                )
+                for ident, program in connection.execute(query):
+                    found.setdefault(ident, set()).add(program)
+        return found
+
+    def learner_identities(
+        self, partner: str, ids: list[str]
+    ) -> dict[str, LearnerIdentityRow]:
+        """The partner's learners among ``ids``, with what identifies them."""
+        found: dict[str, LearnerIdentityRow] = {}
+        table = learners_table
+        with self.engine.connect() as connection:
+            for start in range(0, len(ids), LOOKUP_CHUNK):
+                query = select(
+                    table.c.id,
+                    table.c.external_key,
+                    table.c.email,
+                    table.c.employee_number,
+                ).where(
+                    table.c.partner_id == partner,
+                    table.c.id.in_(ids[start : start + LOOKUP_CHUNK]),
+                )
+                for row in connection.execute(query):
+                    found[row.id] = LearnerIdentityRow(*row)
+        return found
+
+    def record_results(
+        self, partner: str, results: Sequence[ResultRecord], now: datetime
+    ) -> int:
+        rows = [
+            {
+                "id": result.id,
+                "partner_id": partner,
+                "learner_id": result.learner_id,
+                "program_id": result.program,
+                "activity_iri": result.activity_iri,
+                "recorded_at": result.recorded_at,
+                "completion": result.completion,
+                "success": result.success,
+                "score_raw": result.score.raw,
+                "score_min": result.score.min,
+                "score_max": result.score.max,
+                "score_scaled": result.score.scaled,
+                "duration": result.duration,
+                "scorm": orjson.dumps(result.scorm).decode() if result.scorm else None,
+                "imported_at": now,
+            }
+            for result in results
+        ]
+        return self._insert_new(results_table, rows)
+
+    def record_awards(
+        self, partner: str, awards: Sequence[AwardRecord], now: datetime
+    ) -> int:
+        rows = [
+            {
+                "id": award.id,
+                "partner_id": partner,
+                "learner_id": award.learner_id,
+                "program_id": award.program,
+                "issued_at": award.issued_at,
+                "imported_at": now,
+            }
+            for award in awards
+        ]
+        completed = [
+            {"b_id": enrollment_id(award.learner_id, award.program)} for award in awards
+        ]
+        statement = (
+            update(enrollments)
+            .where(enrollments.c.id == bindparam("b_id"))
+            .values(status="completed", updated_at=now)
+        )
+        return self._insert_new(awards_table, rows, also=(statement, completed))
+
+    def _insert_new(
+        self,
+        table: Table,
+        rows: list[dict[str, Any]],
+        also: tuple[Any, list[dict[str, Any]]] | None = None,
+    ) -> int:
+        """Insert the rows whose id is not there yet, in one transaction; return
+        how many were new."""
+        if not rows:
+            return 0
+        ids = [row["id"] for row in rows]
+        try:
+            with self.engine.begin() as connection:
+                present: set[str] = set()
+                for start in range(0, len(ids), LOOKUP_CHUNK):
+                    chunk = ids[start : start + LOOKUP_CHUNK]
+                    query = select(table.c.id).where(table.c.id.in_(chunk))
+                    present.update(connection.execute(query).scalars())
+                new = [row for row in rows if row["id"] not in present]
+                execute_many(connection, table.insert(), new)
+                if also is not None:
+                    execute_many(connection, also[0], also[1])
+        except SQLAlchemyError as exc:
+            raise ApplyError(
+                f"the platform refused {table.name}: "
+                f"{type(getattr(exc, 'orig', None) or exc).__name__}"
+            ) from exc
+        self.writes += len(new)
+        return len(new)
+
+    def results_after(
+        self, partner: str, after: tuple[datetime, str], limit: int
+    ) -> list[ResultRecord]:
+        return [
+            _result(row) for row in self._page(results_table, partner, after, limit)
+        ]
+
+    def awards_after(
+        self, partner: str, after: tuple[datetime, str], limit: int
+    ) -> list[AwardRecord]:
+        return [
+            AwardRecord(
+                row.id,
+                partner,
+                row.learner_id,
+                row.program_id,
+                _utc(row.issued_at),
+                _utc(row.imported_at),
+            )
+            for row in self._page(awards_table, partner, after, limit)
+        ]
+
+    def _page(
+        self, table: Table, partner: str, after: tuple[datetime, str], limit: int
+    ) -> list[Any]:
+        """Rows of ``table`` stored after ``after`` (stored at, then id), in order."""
+        moment, ident = after
+        query = (
+            select(table)
+            .where(
+                table.c.partner_id == partner,
+                or_(
+                    table.c.imported_at > moment,
+                    and_(table.c.imported_at == moment, table.c.id > ident),
+                ),
+            )
+            .order_by(table.c.imported_at, table.c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as connection:
+            return list(connection.execute(query))
+
+
+def _utc(moment: datetime) -> datetime:
+    """SQLite gives naive datetimes back; they were written in UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _result(row: Any) -> ResultRecord:
+    return ResultRecord(
+        row.id,
+        row.partner_id,
+        row.learner_id,
+        row.program_id,
+        row.activity_iri,
+        _utc(row.recorded_at),
+        completion=row.completion,
+        success=row.success,
+        score=Score(row.score_raw, row.score_min, row.score_max, row.score_scaled),
+        duration=row.duration,
+        scorm=orjson.loads(row.scorm) if row.scorm else None,
+        imported_at=_utc(row.imported_at),
+    )
 
 
 def _columns(fields: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     MetaData,
     String,
     Table,
@@ -88,7 +89,12 @@ results = Table(
     Column("score_max", Float),
     Column("score_scaled", Float),
     Column("duration", String(40)),
+    #: SCORM run-time data (``cmi.*`` names to text), as JSON; the statement
+    #: builder translates it.
     Column("scorm", Text),
+    #: When the platform stored the result: the results flow reads by it.
+    Column("imported_at", DateTime(timezone=True), nullable=False),
+    Index("ix_results_partner_imported", "partner_id", "imported_at"),
 )
 
 #: Credentials issued to learners; never deleted by deprovisioning.
@@ -100,4 +106,7 @@ awards = Table(
     Column("learner_id", String(36), ForeignKey("learners.id"), nullable=False),
     Column("program_id", String(100), ForeignKey("programs.id"), nullable=False),
     Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("imported_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("learner_id", "program_id", name="uq_awards_learner_program"),
+    Index("ix_awards_partner_imported", "partner_id", "imported_at"),
 )

@@ -87,12 +87,18 @@ class Job(BaseModel):
     partner: str
     source: str | None = None
     mapping: str | None = None
+    #: The sinks whose outbox entries a deliver job sends (and a results job fills).
+    sinks: tuple[str, ...] = ()
     schedule: Schedule | None = None
 
     @model_validator(mode="after")
     def _roster_needs(self) -> Job:
         if self.flow == "roster" and (self.source is None or self.mapping is None):
             raise ValueError("a roster job needs a source and a mapping")
+        if self.flow == "deliver" and not self.sinks:
+            raise ValueError("a deliver job needs at least one sink")
+        if self.sinks and self.flow == "roster":
+            raise ValueError("a roster job has no sinks")
         return self
 
 

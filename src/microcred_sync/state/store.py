@@ -1,10 +1,10 @@
 """The state store: runs, stored plans, snapshots, quarantine and the audit trail.
 
 Every method opens its own short transaction unless it says otherwise. A batch's
-audit rows and snapshots are written in one transaction, after the platform
-committed the batch: a crash in between leaves the snapshots behind, the next run
-plans the same changes again, and the platform's idempotent writes make that
-harmless.
+changes are stored before the platform applies them; its snapshots and the mark
+that it was applied are written in one transaction after the platform committed
+it: a crash in between leaves the snapshots behind, the next run plans the same
+changes again, and the platform's idempotent writes make that harmless.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, Row, and_, func, select, update
+from sqlalchemy import Engine, Row, and_, func, or_, select, update
 
 from ..changes import Change, Snapshot, SnapshotHead
 from ..sqlutil import (
@@ -26,10 +26,20 @@ from ..sqlutil import (
     sqlite_or_memory,
     upsert,
 )
-from .tables import changes, metadata, quarantine, runs, snapshots
+from .tables import (
+    applied_batches,
+    changes,
+    completions,
+    credentials,
+    metadata,
+    quarantine,
+    runs,
+    snapshots,
+)
 
-#: Rows per IN list; well under every database's limit on bound parameters.
-LOOKUP_CHUNK = 900
+#: Rows per IN list (the planner asks for a chunk of 1000 at a time); well under
+#: the limit on bound parameters of every database we run on.
+LOOKUP_CHUNK = 1000
 
 
 def _dumps(document: Any) -> str | None:
@@ -50,9 +60,18 @@ def _aware(moment: datetime | None) -> datetime | None:
 
 
 @dataclass(frozen=True)
+class ConnectorCounts:
+    """A connector's learners by what a full read could still do to them."""
+
+    active: int
+    #: Suspended with enrollments left, which the withdraw policy may withdraw.
+    suspended_enrolled: int
+
+
+@dataclass(frozen=True)
 class Batch:
-    """What one batch of a run records: changes the platform applied, changes that
-    wait for the guard, and records quarantined."""
+    """One batch of a run: changes to apply now, changes that wait for the guard,
+    and records quarantined."""
 
     applied: Sequence[Change] = ()
     deferred: Sequence[Change] = ()
@@ -146,6 +165,87 @@ class StateStore:
                 )
         return owners
 
+    def completed(self, partner: str, keys: list[str]) -> dict[str, frozenset[str]]:
+        """The programs each of ``keys`` completed, for the keys that did any."""
+        found: dict[str, set[str]] = {}
+        with self.engine.connect() as connection:
+            for start in range(0, len(keys), LOOKUP_CHUNK):
+                chunk = keys[start : start + LOOKUP_CHUNK]
+                sql = (
+                    "SELECT source_key, program FROM completions WHERE partner = "
+                    f"{placeholders(connection, 1)} AND source_key IN "
+                    f"({placeholders(connection, len(chunk))})"
+                )
+                for key, program in driver_rows(connection, sql, [partner, *chunk]):
+                    found.setdefault(key, set()).add(program)
+        return {key: frozenset(programs) for key, programs in found.items()}
+
+    def any_completed(self, partner: str) -> bool:
+        """Whether any of the partner's learners completed a program."""
+        query = select(completions.c.partner).where(completions.c.partner == partner)
+        with self.engine.connect() as connection:
+            return connection.execute(query.limit(1)).first() is not None
+
+    def record_completions(
+        self, partner: str, completed: Sequence[tuple[str, str, datetime]]
+    ) -> int:
+        """Remember (source key, program, when) completions; returns how many were
+        new. The next roster run re-plans those learners (their hash changed)."""
+        rows = [
+            {
+                "partner": partner,
+                "source_key": key,
+                "program": program,
+                "completed_at": moment,
+            }
+            for key, program, moment in completed
+        ]
+        with self.engine.begin() as connection:
+            before = connection.execute(
+                select(func.count()).where(completions.c.partner == partner)
+            ).scalar_one()
+            upsert(
+                connection,
+                completions,
+                rows,
+                keys=("partner", "source_key", "program"),
+                update=(),
+            )
+            after = connection.execute(
+                select(func.count()).where(completions.c.partner == partner)
+            ).scalar_one()
+        return int(after - before)
+
+    def record_quarantine(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Store quarantined records (or results) of a run."""
+        with self.engine.begin() as connection:
+            execute_many(connection, quarantine.insert(), rows)
+
+    def record_credentials(
+        self, partner: str, issued: Sequence[tuple[str, str, str]]
+    ) -> None:
+        """Keep (award id, credential id, document) credentials; an award's first
+        credential stays (its id is derived, so a later one is the same)."""
+        now = datetime.now(UTC)
+        rows = [
+            {
+                "award_id": award,
+                "partner": partner,
+                "credential_id": credential,
+                "document": document,
+                "created_at": now,
+            }
+            for award, credential, document in issued
+        ]
+        with self.engine.begin() as connection:
+            upsert(connection, credentials, rows, keys=("award_id",), update=())
+
+    def credential(self, award_id: str) -> str | None:
+        """The credential document issued for an award, if any."""
+        query = select(credentials.c.document).where(credentials.c.award_id == award_id)
+        with self.engine.connect() as connection:
+            return connection.execute(query).scalar_one_or_none()
+
     def connector_heads(
         self, partner: str, connector: str
     ) -> Iterator[tuple[str, SnapshotHead]]:
@@ -161,15 +261,18 @@ class StateStore:
                 for row in rows:
                     yield row[0], _head(row)
 
-    def active_learners(self, partner: str, connector: str) -> int:
-        """How many of the partner's active learners came from ``connector``."""
-        query = select(func.count()).where(
-            snapshots.c.partner == partner,
-            snapshots.c.connector == connector,
-            snapshots.c.status == "active",
-        )
+    def connector_counts(self, partner: str, connector: str) -> ConnectorCounts:
+        """How many of the partner's learners from ``connector`` are active, and
+        how many are suspended with enrollments left, in one pass."""
+        query = select(
+            func.count().filter(snapshots.c.status == "active"),
+            func.count().filter(
+                snapshots.c.status == "suspended", snapshots.c.programs != "[]"
+            ),
+        ).where(snapshots.c.partner == partner, snapshots.c.connector == connector)
         with self.engine.connect() as connection:
-            return int(connection.execute(query).scalar_one())
+            active, suspended = connection.execute(query).one()
+        return ConnectorCounts(int(active or 0), int(suspended or 0))
 
     def applied_deprovisions(self, partner: str, since: datetime) -> int:
         """Suspensions applied to the partner by runs started since ``since``."""
@@ -275,40 +378,51 @@ class StateStore:
         with self.engine.begin() as connection:
             return int(connection.execute(query).rowcount)
 
-    def record_batch(
+    def record_planned(self, run_id: str, partner: str, batch: Batch) -> None:
+        """Store a batch's plan before any of it is applied, in one transaction:
+        its changes (those that wait for the guard as ``deferred``, with their
+        group's snapshot) and its quarantined records.
+
+        ``refresh`` changes only move a snapshot: they leave no audit row.
+        """
+        rows = [
+            _change_row(run_id, partner, change, "planned")
+            for change in batch.applied
+            if change.kind != "refresh"
+        ]
+        rows += [
+            _change_row(run_id, partner, change, "deferred")
+            for change in batch.deferred
+        ]
+        with self.engine.begin() as connection:
+            execute_many(connection, changes.insert(), rows)
+            execute_many(connection, quarantine.insert(), batch.quarantined)
+
+    def record_applied(
         self,
         run_id: str,
         partner: str,
         connector: str,
-        batch: Batch,
+        applied: Sequence[Change],
         now: datetime,
     ) -> None:
-        """Record a batch in one transaction, once the platform committed its ready
-        changes: their audit rows and their keys' snapshots, the changes that wait
-        for the guard, and the batch's quarantined records.
-
-        ``refresh`` changes only move a snapshot: they leave no audit row. Deferred
-        changes keep their group's snapshot in the row, as they are applied from
-        the store once the guard has spoken.
-        """
-        audit = [
-            _change_row(run_id, partner, change, "applied", now)
-            for change in batch.applied
-            if change.kind != "refresh"
-        ]
-        audit += [
-            _change_row(run_id, partner, change, "deferred")
-            for change in batch.deferred
-        ]
+        """Record changes the platform committed, in one transaction: the
+        snapshots of their keys, and the range of their seqs as applied."""
         rows = [
             _snapshot_row(partner, connector, change)
-            for change in batch.applied
+            for change in applied
             if change.snapshot is not None
         ]
         with self.engine.begin() as connection:
-            execute_many(connection, changes.insert(), audit)
             upsert(connection, snapshots, rows, keys=("partner", "source_key"))
-            execute_many(connection, quarantine.insert(), batch.quarantined)
+            connection.execute(
+                applied_batches.insert().values(
+                    run_id=run_id,
+                    first_seq=applied[0].seq,
+                    last_seq=applied[-1].seq,
+                    applied_at=now,
+                )
+            )
 
     def planned_batches(self, run_id: str, size: int) -> Iterator[list[Change]]:
         """The run's changes not yet applied, in order, in batches that never split a
@@ -374,13 +488,22 @@ class StateStore:
 
     def audit(self, key: str, partner: str | None = None) -> list[dict[str, Any]]:
         """Every applied or held change of a source key, oldest first."""
+        batch = applied_batches
+        covered = and_(
+            changes.c.state == "planned",
+            batch.c.run_id == changes.c.run_id,
+            changes.c.seq.between(batch.c.first_seq, batch.c.last_seq),
+        )
         query = (
-            select(changes, runs.c.job)
+            select(changes, runs.c.job, batch.c.applied_at.label("batch_applied_at"))
             .join(runs, runs.c.id == changes.c.run_id)
+            .outerjoin(batch, covered)
             .where(
                 changes.c.source_key == key,
-                changes.c.state.in_(("applied", "held")),
-                changes.c.kind != "refresh",
+                or_(
+                    changes.c.state.in_(("applied", "held")),
+                    batch.c.run_id.is_not(None),
+                ),
             )
             .order_by(runs.c.started_at, changes.c.seq)
         )
@@ -509,7 +632,7 @@ def _change(row: Row[Any]) -> Change:
 
 def _audit_entry(row: Row[Any]) -> dict[str, Any]:
     change = _change(row)
-    applied_at = _aware(row.applied_at)
+    applied_at = _aware(row.applied_at or row.batch_applied_at)
     return {
         "run_id": row.run_id,
         "job": row.job,
@@ -518,7 +641,7 @@ def _audit_entry(row: Row[Any]) -> dict[str, Any]:
         "learner_id": row.learner_id,
         "kind": row.kind,
         "program": row.program,
-        "state": row.state,
+        "state": "applied" if row.state == "planned" else row.state,
         "applied_at": applied_at.isoformat() if applied_at else None,
         "before": change.before,
         "after": change.after,

@@ -45,8 +45,10 @@ runs = Table(
     Index("ix_runs_job_started", "job", "started_at"),
 )
 
-#: Every change a run planned, then applied (or held): the audit trail.
-#: The first change of a source key's group carries the key's new snapshot.
+#: Every change a run planned, stored before it is applied: the audit trail.
+#: ``state`` is ``planned`` (applied once an ``applied_batches`` range covers its
+#: seq), or, for changes that wait for the guard, ``deferred``, then ``applied`` or
+#: ``held``. A deferred change of a key's group carries the key's new snapshot.
 changes = Table(
     "changes",
     metadata,
@@ -63,8 +65,17 @@ changes = Table(
     Column("state", String(20), nullable=False),
     Column("applied_at", DateTime(timezone=True)),
     Index("ix_changes_partner_key", "partner", "source_key"),
-    # SQLite keeps the rows in the primary key's tree, without a second one.
-    sqlite_with_rowid=False,
+)
+
+#: The ranges of planned changes the platform committed, one row per batch: a
+#: batch is marked applied with one row, not by rewriting each of its changes.
+applied_batches = Table(
+    "applied_batches",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("first_seq", Integer, primary_key=True),
+    Column("last_seq", Integer, nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
 )
 
 #: The last applied state of each source key, with the hash of the record it came
@@ -83,7 +94,30 @@ snapshots = Table(
     Column("email_norm", String(320)),
     Column("suspended_at", DateTime(timezone=True)),
     Index("ix_snapshots_email", "partner", "email_norm"),
-    sqlite_with_rowid=False,
+)
+
+#: The programs each source key's learner completed (was awarded), as the results
+#: flow saw them: enrollment rules see them, and stacked programs wait for them.
+#: Only the results flow writes here; a roster run reads.
+completions = Table(
+    "completions",
+    metadata,
+    Column("partner", String(100), primary_key=True),
+    Column("source_key", String(255), primary_key=True),
+    Column("program", String(100), primary_key=True),
+    Column("completed_at", DateTime(timezone=True), nullable=False),
+)
+
+#: The Open Badges credentials the results flow issued for awards: the document
+#: (JSON, or a VC-JWT when signed), by award.
+credentials = Table(
+    "credentials",
+    metadata,
+    Column("award_id", String(36), primary_key=True),
+    Column("partner", String(100), nullable=False),
+    Column("credential_id", String(100), nullable=False),
+    Column("document", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
 #: Records that could not become learners, with where they were and why.

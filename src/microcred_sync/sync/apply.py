@@ -1,15 +1,16 @@
 """Applying a plan in batches: stored first, then applied, then recorded.
 
 ``BatchApplier`` is the plan sink of a real run. Each batch of change groups is
-applied to the platform in one transaction, then recorded (audit rows, snapshots,
-quarantine) in the state store in one more. Groups that deprovision (a suspension,
-a withdrawal by policy) are only stored: they wait for the guard's verdict on the
-whole read, and ``finish`` applies them or holds them.
+stored in the state store (its changes, which are the audit trail, and its
+quarantined records), applied to the platform in one transaction, then recorded
+(the snapshots, and the batch's range of changes as applied) in the state store.
+Groups that deprovision (a suspension, a withdrawal by policy) are only stored:
+they wait for the guard's verdict on the whole read, and ``finish`` applies them
+or holds them.
 
-A crash after the platform committed a batch but before it was recorded leaves
-its snapshots as they were; the next run plans the same changes again, the
-platform's writes, keyed by derived ids, make the replay harmless, and that run's
-audit rows say what was done.
+A crash after a batch is stored but before it is recorded leaves its snapshots as
+they were and its changes unmarked; the next run plans the same changes again and
+the platform's writes, keyed by derived ids, make the replay harmless.
 """
 
 from __future__ import annotations
@@ -76,23 +77,23 @@ class BatchApplier:
     # -- batches --------------------------------------------------------------
 
     def flush(self) -> None:
-        """Apply what is buffered but deprovisioning, then record the batch."""
+        """Store what is buffered, then apply and record all but deprovisioning."""
         if not self._groups and not self._quarantined:
             return
         ready: list[Change] = []
         deferred: list[Change] = []
         for group in self._groups:
             (deferred if _deprovisions(group) else ready).extend(group)
+        batch = Batch(ready, deferred, self._quarantined)
+        self.store.record_planned(self.run_id, self.partner, batch)
+        self._groups, self._size, self._quarantined = [], 0, []
         if ready:
             self.platform.apply(self.partner, ready)
-        batch = Batch(ready, deferred, self._quarantined)
-        self.store.record_batch(
-            self.run_id, self.partner, self.connector, batch, datetime.now(UTC)
-        )
-        self._groups, self._size, self._quarantined = [], 0, []
-        self.generation += 1
-        if ready:
+            self.store.record_applied(
+                self.run_id, self.partner, self.connector, ready, datetime.now(UTC)
+            )
             self._report(ready)
+        self.generation += 1
 
     def finish(self, hold: bool) -> None:
         """Flush, then apply the deprovisioning groups, or hold their deprovisioning."""

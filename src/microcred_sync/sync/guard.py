@@ -49,6 +49,10 @@ class Baseline:
 
     active_learners: int
     active_enrollments: int
+    #: The job's learners a full read would deprovision if they were absent:
+    #: the active ones, and, under the withdraw policy, the suspended ones with
+    #: enrollments left. None when not counted.
+    deprovisionable: int | None = None
 
 
 @dataclass(frozen=True)

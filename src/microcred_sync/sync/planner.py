@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from ..changes import SKIPPED, Change, Counts, Snapshot, SnapshotHead, learner_id
 from ..connectors.base import Record
 from ..errors import ReadError, ReadIncomplete, RecordRejected
-from ..learners import LearnerValue, WantedLearner
+from ..learners import DATE_FIELDS, LearnerValue, WantedLearner
 from ..mappings.emails import normalize_email
 from ..mappings.engine import Mapper
 from ..partners import Partner
@@ -27,6 +27,12 @@ from ..partners import Partner
 logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1000
+
+#: A learner who completed nothing yet.
+_NONE: frozenset[str] = frozenset()
+
+#: A record to diff: key, record, hash, what it wants, its snapshot, completions.
+_Mapped = tuple[str, Record, str, WantedLearner, "Snapshot | None", frozenset[str]]
 
 #: A claim's generation for groups recorded only at the end of the run.
 _UNTIL_THE_END = 2**62
@@ -40,6 +46,10 @@ class SnapshotReader(Protocol):
     def snapshots(self, partner: str, keys: list[str]) -> dict[str, Snapshot]: ...
 
     def email_owners(self, partner: str, emails: list[str]) -> dict[str, str]: ...
+
+    def completed(self, partner: str, keys: list[str]) -> dict[str, frozenset[str]]: ...
+
+    def any_completed(self, partner: str) -> bool: ...
 
     def connector_heads(
         self, partner: str, connector: str
@@ -84,6 +94,9 @@ class PlanScope:
     full_read: bool
     only: frozenset[str] | None = None
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    #: Each program's prerequisites: a program is enrolled in only once the
+    #: learner has completed them (programs stack).
+    prerequisites: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class Planner:
@@ -97,8 +110,18 @@ class Planner:
         sink: PlanSink,
         trace: Callable[[str], None] | None = None,
         log: logging.Logger | logging.LoggerAdapter[logging.Logger] = logger,
+        deprovisionable: int | None = None,
     ) -> None:
+        """``deprovisionable`` is how many of the connector's learners a full read
+        could deprovision, counted before the read (see ``Baseline``): once the
+        read has seen that many of them, nobody is absent and the store is not
+        scanned for who is."""
         self.scope = scope
+        self._deprovisionable = deprovisionable
+        self._deprovisionable_seen = 0
+        self._completions_known: bool | None = None
+        # Keys seen whose snapshot was not looked up (quarantined first).
+        self._seen_unlooked: list[str] = []
         self.log = log
         self.mapper = mapper
         self.state = state
@@ -206,6 +229,7 @@ class Planner:
             self._found_only.add(key)
         if record.problem is not None:
             self._quarantine(record, key, record.problem)
+            self._seen_unlooked.append(key)
             return None
         return key
 
@@ -222,10 +246,15 @@ class Planner:
         if not pending:
             return
         partner = self.scope.partner.id
-        heads = self.state.heads(partner, [key for key, _ in pending])
+        keys = [key for key, _ in pending]
+        heads = self.state.heads(partner, keys)
+        self._count_deprovisionable(heads.values())
+        completions = (
+            self.state.completed(partner, keys) if self._any_completions() else {}
+        )
         second_look: list[tuple[str, Record, str]] = []
         for key, record in pending:
-            digest = self._hash(record)
+            digest = self._hash(record, completions.get(key))
             head = heads.get(key)
             if head is not None and head.connector != self.scope.connector:
                 reason = (
@@ -246,33 +275,41 @@ class Planner:
         known = self.state.snapshots(
             partner, [key for key, _, _ in second_look if key in heads]
         )
-        mapped: list[tuple[str, Record, str, WantedLearner, Snapshot | None]] = []
+        mapped: list[_Mapped] = []
         for key, record, digest in second_look:
-            wanted = self._map(key, record)
+            completed = completions.get(key, _NONE)
+            wanted = self._map(key, record, completed)
             if wanted is not None:
-                mapped.append((key, record, digest, wanted, known.get(key)))
+                mapped.append((key, record, digest, wanted, known.get(key), completed))
         self._plan_mapped(mapped)
 
-    def _map(self, key: str, record: Record) -> WantedLearner | None:
+    def _any_completions(self) -> bool:
+        """Whether any of the partner's learners completed a program (asked once
+        per run: most partners' rosters come long before any completion)."""
+        if self._completions_known is None:
+            self._completions_known = self.state.any_completed(self.scope.partner.id)
+        return self._completions_known
+
+    def _map(
+        self, key: str, record: Record, completed: frozenset[str]
+    ) -> WantedLearner | None:
         try:
-            wanted = self.mapper.map(record)
+            wanted = self.mapper.map(record, key, completed)
         except RecordRejected as exc:
             self._quarantine(record, key, exc.reason)
             return None
         if self.trace is not None:
-            for line in self.mapper.trace(record):
+            for line in self.mapper.trace(record, completed):
                 self.trace(f"{key}: {line}")
         return wanted
 
-    def _plan_mapped(
-        self, mapped: list[tuple[str, Record, str, WantedLearner, Snapshot | None]]
-    ) -> None:
+    def _plan_mapped(self, mapped: list[_Mapped]) -> None:
         self._forget_recorded_claims()
-        emails = [_email_of(wanted) for _, _, _, wanted, _ in mapped]
+        emails = [_email_of(wanted) for _, _, _, wanted, _, _ in mapped]
         owners = self.state.email_owners(
             self.scope.partner.id, [email for email in emails if email]
         )
-        for (key, record, digest, wanted, snapshot), email in zip(
+        for (key, record, digest, wanted, snapshot, completed), email in zip(
             mapped, emails, strict=True
         ):
             if email and not self._claim_email(email, key, owners, snapshot):
@@ -280,7 +317,7 @@ class Planner:
                     record, key, "email already belongs to another learner"
                 )
                 continue
-            group = self._diff(key, digest, wanted, snapshot)
+            group = self._diff(key, digest, wanted, snapshot, email, completed)
             if group and email and any(change.deprovision for change in group):
                 # Recorded only once the guard has spoken: keep the claim till then.
                 self._claimed_emails[hash(email)] = _UNTIL_THE_END
@@ -318,13 +355,26 @@ class Planner:
     # -- diffing --------------------------------------------------------------
 
     def _diff(
-        self, key: str, digest: str, wanted: WantedLearner, snapshot: Snapshot | None
+        self,
+        key: str,
+        digest: str,
+        wanted: WantedLearner,
+        snapshot: Snapshot | None,
+        email: str | None,
+        completed: frozenset[str],
     ) -> list[Change]:
         if snapshot is None or snapshot.status == SKIPPED:
-            return self._diff_new(key, digest, wanted)
-        return self._diff_known(key, digest, wanted, snapshot)
+            return self._diff_new(key, digest, wanted, email, completed)
+        return self._diff_known(key, digest, wanted, snapshot, completed)
 
-    def _diff_new(self, key: str, digest: str, wanted: WantedLearner) -> list[Change]:
+    def _diff_new(
+        self,
+        key: str,
+        digest: str,
+        wanted: WantedLearner,
+        email: str | None,
+        completed: frozenset[str],
+    ) -> list[Change]:
         ident = learner_id(self.scope.partner.id, key)
         if wanted.status != "active":
             # A leaver never provisioned is not created only to be suspended; the
@@ -333,11 +383,10 @@ class Planner:
             self._say(key, "not created: inactive in the source")
             skipped = Snapshot(ident, digest, {}, SKIPPED, [], None, None)
             return [Change("refresh", key, ident, snapshot=skipped)]
-        fields = {name: _jsonable(value) for name, value in wanted.fields.items()}
-        programs = sorted(wanted.programs)
-        snapshot = Snapshot(
-            ident, digest, fields, "active", programs, _email_of(wanted), None
-        )
+        fields = _jsonable_fields(wanted.fields)
+        enrolls = self._enrollments(key, ident, wanted.programs, completed)
+        programs = [change.program or "" for change in enrolls]
+        snapshot = Snapshot(ident, digest, fields, "active", programs, email, None)
         group = [
             Change(
                 "create",
@@ -347,11 +396,15 @@ class Planner:
                 snapshot=snapshot,
             )
         ]
-        group += [Change("enroll", key, ident, program=program) for program in programs]
-        return group
+        return group + enrolls
 
     def _diff_known(
-        self, key: str, digest: str, wanted: WantedLearner, snapshot: Snapshot
+        self,
+        key: str,
+        digest: str,
+        wanted: WantedLearner,
+        snapshot: Snapshot,
+        completed: frozenset[str],
     ) -> list[Change]:
         ident = snapshot.learner_id
         fields, before, after = _merge(snapshot.fields, wanted.fields)
@@ -360,9 +413,11 @@ class Planner:
             group.append(Change("update", key, ident, before=before, after=after))
         programs = set(snapshot.programs)
         if status == "active":
-            for program in sorted(wanted.programs - programs):
-                group.append(Change("enroll", key, ident, program=program))
-            for program in sorted(programs - wanted.programs):
+            enrolls = self._enrollments(
+                key, ident, wanted.programs - programs, completed
+            )
+            group += enrolls
+            for program in sorted(programs - wanted.programs - completed):
                 group.append(
                     Change(
                         "withdraw",
@@ -373,9 +428,11 @@ class Planner:
                         deprovision=True,
                     )
                 )
-            programs = set(wanted.programs)
+            programs = (programs & wanted.programs) | {
+                change.program or "" for change in enrolls
+            }
         elif self._withdraw_due(snapshot):
-            group += self._deprovision_withdrawals(key, ident, programs)
+            group += self._deprovision_withdrawals(key, ident, programs - completed)
             programs = set()
         suspended_at = _suspended_at(status, snapshot, self.scope.now)
         email = fields.get("email")
@@ -392,6 +449,27 @@ class Planner:
             return [Change("refresh", key, ident, snapshot=new)]
         group[0].snapshot = new
         return group
+
+    def _enrollments(
+        self, key: str, ident: str, programs: Iterable[str], completed: frozenset[str]
+    ) -> list[Change]:
+        """Enroll in ``programs``, but those the learner completed already and
+        those whose prerequisites the learner has not completed yet: they wait,
+        and the trace says for what."""
+        prerequisites = self.scope.prerequisites
+        enrolls: list[Change] = []
+        for program in sorted(programs):
+            if program in completed:
+                self._say(key, f"{program} already completed")
+                continue
+            needed = prerequisites.get(program, ())
+            missing = [name for name in needed if name not in completed]
+            if missing:
+                self._say(key, f"{program} waits for {', '.join(missing)}")
+                continue
+            reason = f"builds on {', '.join(needed)}, completed" if needed else None
+            enrolls.append(Change("enroll", key, ident, program=program, reason=reason))
+        return enrolls
 
     def _status_changes(
         self, key: str, ident: str, wanted: str, snapshot: Snapshot
@@ -421,8 +499,33 @@ class Planner:
 
     # -- after the read -------------------------------------------------------
 
+    def _count_deprovisionable(self, heads: Iterable[SnapshotHead]) -> None:
+        """Count the seen learners a full read could deprovision were they absent."""
+        connector = self.scope.connector
+        withdraw = self.scope.partner.deprovision.mode == "withdraw"
+        for head in heads:
+            if head.connector == connector and (
+                head.status == "active"
+                or (withdraw and head.status == "suspended" and head.has_programs)
+            ):
+                self._deprovisionable_seen += 1
+
+    def _all_deprovisionable_seen(self) -> bool:
+        """Whether the read saw every learner it could deprovision (so none is
+        absent); False when that was not counted."""
+        if self._deprovisionable is None:
+            return False
+        partner = self.scope.partner.id
+        for start in range(0, len(self._seen_unlooked), CHUNK_SIZE):
+            chunk = self._seen_unlooked[start : start + CHUNK_SIZE]
+            self._count_deprovisionable(self.state.heads(partner, chunk).values())
+        self._seen_unlooked = []
+        return self._deprovisionable_seen >= self._deprovisionable
+
     def _plan_unseen(self) -> None:
         """Suspend who is gone from a complete full read; withdraw by policy."""
+        if self._all_deprovisionable_seen():
+            return
         partner, connector = self.scope.partner.id, self.scope.connector
         pending: list[str] = []
         for key, head in self.state.connector_heads(partner, connector):
@@ -436,14 +539,19 @@ class Planner:
         self._deprovision(pending)
 
     def _deprovision(self, keys: list[str]) -> None:
-        for key, snapshot in self.state.snapshots(self.scope.partner.id, keys).items():
+        partner = self.scope.partner.id
+        completions = self.state.completed(partner, keys)
+        for key, snapshot in self.state.snapshots(partner, keys).items():
             if snapshot.status == "active":
                 self.stats.absent += 1
                 self._emit(self._suspend_absent(key, snapshot))
                 continue
-            ident, programs = snapshot.learner_id, set(snapshot.programs)
+            ident = snapshot.learner_id
+            programs = set(snapshot.programs) - completions.get(key, _NONE)
             changes = self._deprovision_withdrawals(key, ident, programs)
             snapshot.programs = []
+            if not changes:  # all completed: nothing to withdraw, ever
+                changes = [Change("refresh", key, ident)]
             changes[0].snapshot = snapshot
             self._emit(changes)
 
@@ -498,19 +606,25 @@ class Planner:
     def _emit(self, group: list[Change]) -> None:
         for change in group:
             self.stats.counts.add(change)
-            self._say(change.source_key, change.describe())
+        if self.trace is not None:
+            for change in group:
+                self._say(change.source_key, change.describe())
         self.sink.add_group(group)
 
     def _say(self, key: str, line: str) -> None:
         if self.trace is not None:
             self.trace(f"{key}: {line}")
 
-    def _hash(self, record: Record) -> str:
-        """A hash of the record and the mapping; equal hashes need no mapping.
+    def _hash(self, record: Record, completed: frozenset[str] | None) -> str:
+        """A hash of the record, the mapping, and the programs the learner has
+        completed; equal hashes need no mapping. A new completion changes it, so
+        the rules see it on the next run.
 
         Fields go in in the source's order: a reordered export is remapped once.
         """
         text = repr(record.fields).encode()
+        if completed:
+            text += repr(sorted(completed)).encode()
         return hashlib.blake2b(text, digest_size=16, key=self._salt).hexdigest()
 
 
@@ -521,6 +635,16 @@ def _email_of(wanted: WantedLearner) -> str | None:
 
 def _jsonable(value: LearnerValue) -> Any:
     return value.isoformat() if isinstance(value, date) else value
+
+
+def _jsonable_fields(fields: dict[str, LearnerValue]) -> dict[str, Any]:
+    """A copy of learner fields as JSON holds them: dates as ISO text."""
+    copied: dict[str, Any] = dict(fields)
+    for name in DATE_FIELDS:
+        value = copied.get(name)
+        if isinstance(value, date):
+            copied[name] = value.isoformat()
+    return copied
 
 
 def _merge(

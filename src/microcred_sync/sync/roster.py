@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from ..changes import Change
-from ..connectors.base import Record
+from ..connectors.base import Record, SourceContext
 from ..errors import ApplyError, ConfigError, ReadError
 from ..logging import run_logger
 from ..mappings.engine import Mapper
@@ -103,11 +103,20 @@ def run_roster(
     source = project.connectors[job.source].open_source(
         job.source, project.settings.root
     )
-    scope = PlanScope(partner, job.source, full_read=source.full, only=options.only)
+    # Sources with secrets or cursors (ldap) get them from the settings.
+    settings = project.settings
+    state_url = settings.database_url(settings.state_url)
+    source.attach(SourceContext(settings.secrets_dir, state_url))
+    scope = PlanScope(
+        partner,
+        job.source,
+        full_read=source.full,
+        only=options.only,
+        prerequisites={p.id: p.prerequisites for p in offered.values()},
+    )
     if options.dry_run:
         return _dry_run(project, job.id, scope, mapper, source.read(), options)
 
-    settings = project.settings
     store = StateStore(settings.database_url(settings.state_url))
     platform = SqlPlatform(settings.database_url(settings.platform_url))
     try:
@@ -115,7 +124,11 @@ def run_roster(
         platform.create_schema()
         platform.ensure_catalog(partner, offered.values())
         run = _Run(job.id, scope, mapper, store, platform, options, settings.batch_size)
-        return run.execute(source.read(), source.full and options.only is None)
+        outcome = run.execute(source.read(), source.full and options.only is None)
+        # An incremental source keeps its new cursor only once its read is applied.
+        if outcome.status == "done" and options.only is None:
+            source.commit()
+        return outcome
     finally:
         store.close()
         platform.close()
@@ -137,7 +150,14 @@ def _dry_run(
     outcome = RunOutcome(job, scope.partner.id, "planned")
     try:
         baseline = _baseline(store, platform, scope)
-        planner = Planner(scope, mapper, store, sink, trace=options.trace)
+        planner = Planner(
+            scope,
+            mapper,
+            store,
+            sink,
+            trace=options.trace,
+            deprovisionable=baseline.deprovisionable,
+        )
         outcome.stats = planner.plan(_counted(records, options))
         verdict = _verdict(outcome.stats, scope, store, baseline, options)
     except ReadError as exc:
@@ -157,9 +177,14 @@ def _baseline(store: StateStore, platform: SqlPlatform, scope: PlanScope) -> Bas
     """The job's own active learners (what its full read may deprovision), and the
     partner's active enrollments."""
     partner = scope.partner.id
+    counts = store.connector_counts(partner, scope.connector)
+    withdrawable = counts.suspended_enrolled
+    if scope.partner.deprovision.mode != "withdraw":
+        withdrawable = 0
     return Baseline(
-        store.active_learners(partner, scope.connector),
+        counts.active,
         platform.active_enrollments(partner),
+        deprovisionable=counts.active + withdrawable,
     )
 
 
@@ -308,6 +333,7 @@ class _Run:
             applier,
             trace=self.options.trace,
             log=self.log,
+            deprovisionable=baseline.deprovisionable,
         )
         try:
             outcome.stats = planner.plan(

@@ -1,0 +1,427 @@
+"""The deliver flow: the outbox's due entries, in batches, to the job's sinks.
+
+``run_deliver`` is what `microcred-sync run` calls for a job with ``flow: deliver``.
+Only the job's partner's entries are taken, and only for the job's sinks, which
+belong to that partner (``load_project`` checks it). An entry is marked delivered
+once the sink acknowledged it, or said it already held it; refused ones are
+dead-lettered one by one with the sink's reason; temporary failures are retried
+and recorded, and what a run could not deliver stays pending for a later run. A run
+that stops early is returned as a ``failed`` outcome, not raised; only a
+configuration problem raises (``ConfigError``), before anything is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from tenacity import RetryCallState
+
+from ..errors import ConfigError
+from ..logging import run_logger
+from ..project import Project
+from ..state.locks import JobLock, JobLocked
+from ..state.store import StateStore
+from .errors import DeliveryRefused, DeliveryStopped, DeliveryTemporary
+from .filesink import FileWriter
+from .lrs import LrsClient, PostResult, lrs_auth, lrs_session
+from .retry import beyond_cap, reschedule_delay, retrying
+from .sinks import FileSink, LrsSink
+from .store import Delivery, Outbox
+
+logger = logging.getLogger(__name__)
+
+DeliverStatus = Literal["done", "failed"]
+
+EXIT_CODES: dict[str, int] = {"done": 0, "failed": 1}
+
+#: Seconds between two renewals of the job's lock while batches go out.
+RENEW_SECONDS = 30.0
+
+#: Batches taken from the outbox per query.
+PAGE_BATCHES = 10
+
+Log = logging.Logger | logging.LoggerAdapter[logging.Logger]
+
+
+@dataclass
+class DeliverOptions:
+    """Callbacks of one run: ``on_batch`` gets the size of each batch done."""
+
+    on_batch: Callable[[int], None] | None = None
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An entry a sink refused for good, and the sink's reason."""
+
+    id: str
+    sink: str
+    reason: str
+
+
+@dataclass
+class DeliverOutcome:
+    """What a deliver run did, for the command line and the scheduler."""
+
+    job: str
+    partner: str
+    status: DeliverStatus
+    run_id: str | None = None
+    #: Entries taken from the outbox.
+    taken: int = 0
+    #: Stored by the sink in this run.
+    delivered: int = 0
+    #: Acknowledged as held already (a resend after a lost answer).
+    already_stored: int = 0
+    dead: list[DeadLetter] = field(default_factory=list)
+    #: Failed attempts that were retried.
+    retried: int = 0
+    requests: int = 0
+    #: The partner's entries for these sinks still pending after the run.
+    pending: int = 0
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """The command line's exit code for this outcome."""
+        return EXIT_CODES[self.status]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """The figures ``runs.counts`` keeps, as `status` shows them."""
+        return {
+            "delivered": self.delivered,
+            "already_stored": self.already_stored,
+            "dead": len(self.dead),
+            "pending": self.pending,
+        }
+
+
+def run_deliver(
+    project: Project, job_id: str, options: DeliverOptions | None = None
+) -> DeliverOutcome:
+    """Run one deliver job to its end (or until a sink stops it).
+
+    Raises ConfigError, before anything is written, when the job cannot run (not a
+    deliver job, a sink's secret missing).
+    """
+    options = options or DeliverOptions()
+    job = project.job(job_id)
+    if job.flow != "deliver":
+        raise ConfigError(f"job {job.id} is a {job.flow} job, not a deliver job")
+    settings = project.settings
+    channels: list[_Channel] = []
+    store: StateStore | None = None
+    try:
+        # Secrets are read first, so that a missing one stops the run before it
+        # has written anything.
+        channels.extend(_open(project, name, job.partner) for name in job.sinks)
+        store = StateStore(settings.database_url(settings.state_url))
+        store.create_schema()
+        return _Run(job.id, job.partner, store, channels, options).execute()
+    finally:
+        for channel in channels:
+            channel.close()
+        if store is not None:
+            store.close()
+
+
+class _Channel:
+    """One sink of a job, opened: its config and its writer or client."""
+
+    def __init__(
+        self, name: str, config: LrsSink | FileSink, target: LrsClient | FileWriter
+    ) -> None:
+        self.name, self.config, self.target = name, config, target
+
+    def close(self) -> None:
+        if isinstance(self.target, LrsClient):
+            self.target.close()
+
+
+def _open(project: Project, name: str, partner: str) -> _Channel:
+    config = project.connectors[name]
+    if not isinstance(config, LrsSink | FileSink) or config.partner != partner:
+        # load_project refuses both; this is the last line of partner isolation.
+        raise ConfigError(f"connector {name!r} is not a sink of partner {partner!r}")
+    root = project.settings.root
+    if isinstance(config, FileSink):
+        return _Channel(
+            name,
+            config,
+            FileWriter(project.settings.resolve(config.path), connector=name),
+        )
+    auth = lrs_auth(config, project.settings.secrets_dir)
+    session = lrs_session(config, auth, root)
+    return _Channel(name, config, LrsClient(config, session, connector=name))
+
+
+class _Run:
+    """One recorded run of a deliver job."""
+
+    def __init__(
+        self,
+        job: str,
+        partner: str,
+        store: StateStore,
+        channels: Sequence[_Channel],
+        options: DeliverOptions,
+    ) -> None:
+        self.job, self.partner, self.store = job, partner, store
+        self.channels, self.options = channels, options
+        self.outbox = Outbox(store.engine)
+
+    def execute(self) -> DeliverOutcome:
+        """Take the job's lock, deliver, record the outcome, release the lock."""
+        run_id = uuid.uuid4().hex
+        outcome = DeliverOutcome(self.job, self.partner, "done", run_id=run_id)
+        lock = JobLock(self.store.engine, self.job, run_id)
+        try:
+            lock.acquire()
+        except JobLocked as exc:
+            outcome.status, outcome.error, outcome.run_id = "failed", str(exc), None
+            logger.error("%s", exc)
+            return outcome
+        try:
+            self._execute(outcome, lock)
+        finally:
+            lock.release()
+        return outcome
+
+    def _execute(self, outcome: DeliverOutcome, lock: JobLock) -> None:
+        assert outcome.run_id is not None
+        run_id = outcome.run_id
+        self.store.start_run(
+            run_id, self.job, self.partner, "deliver", "full", datetime.now(UTC)
+        )
+        # "applying" until the end: a run killed meanwhile shows as interrupted.
+        self.store.update_run(run_id, status="applying")
+        log = run_logger(__name__, run_id=run_id, job=self.job, partner=self.partner)
+        log.info(
+            "run started: delivering to %s", ", ".join(c.name for c in self.channels)
+        )
+        errors: list[str] = []
+        try:
+            for channel in self.channels:
+                try:
+                    _SinkRun(channel, self, outcome, log, lock).run()
+                except DeliveryStopped as stopped:
+                    errors.append(f"{channel.name}: {stopped.message}")
+                    log.error("delivery to %s stopped: %s", channel.name, stopped)
+        except BaseException as exc:
+            self.store.update_run(
+                run_id,
+                status="failed",
+                error=type(exc).__name__,
+                finished_at=datetime.now(UTC),
+            )
+            raise
+        if errors:
+            outcome.status, outcome.error = "failed", "; ".join(errors)
+        sinks = [channel.name for channel in self.channels]
+        outcome.pending = self.outbox.counts(sinks, partner=self.partner)["pending"]
+        self.store.update_run(
+            run_id,
+            status=outcome.status,
+            error=outcome.error,
+            finished_at=datetime.now(UTC),
+            records_read=outcome.taken,
+            quarantined=len(outcome.dead),
+            counts=outcome.counts,
+        )
+        log.info(
+            "run %s: taken=%d delivered=%d already_stored=%d dead=%d pending=%d "
+            "requests=%d",
+            outcome.status,
+            outcome.taken,
+            outcome.delivered,
+            outcome.already_stored,
+            len(outcome.dead),
+            outcome.pending,
+            outcome.requests,
+        )
+
+
+class _OutboxWrites:
+    """The run's outbox updates, made in order on one worker thread, so that the
+    next batch goes on the wire while the last one is being marked. ``drain``
+    waits for them all (and raises what failed)."""
+
+    def __init__(self) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
+        self.pending: list[Future[None]] = []
+
+    def submit(self, update: Callable[..., None], *args: object) -> None:
+        self.pending.append(self.pool.submit(update, *args))
+
+    def drain(self) -> None:
+        pending, self.pending = self.pending, []
+        for future in pending:
+            future.result()
+
+    def close(self) -> None:
+        try:
+            self.drain()
+        finally:
+            self.pool.shutdown()
+
+
+class _SinkRun:
+    """The due entries of one sink, batch after batch, until none is left."""
+
+    def __init__(
+        self,
+        channel: _Channel,
+        run: _Run,
+        outcome: DeliverOutcome,
+        log: Log,
+        lock: JobLock,
+    ) -> None:
+        self.channel, self.name, self.config = channel, channel.name, channel.config
+        self.outbox, self.partner, self.options = run.outbox, run.partner, run.options
+        self.outcome, self.log, self.lock = outcome, log, lock
+        deadline = (
+            self.config.deadline_seconds if isinstance(self.config, LrsSink) else None
+        )
+        self.deadline = time.monotonic() + (deadline or 86_400.0)
+        self.renew_at = time.monotonic() + RENEW_SECONDS
+        self.writes = _OutboxWrites()
+
+    def run(self) -> None:
+        """Deliver until nothing is due; raises DeliveryStopped to stop early."""
+        if isinstance(self.config, LrsSink) and not self.config.verify_tls:
+            warning = f"TLS certificate checks are off for sink {self.name}"
+            self.log.warning("%s (verify_tls: false)", warning)
+            self.outcome.warnings.append(warning)
+        try:
+            while page := self._page():
+                for start in range(0, len(page), self.config.batch_size):
+                    self._batch(page[start : start + self.config.batch_size])
+        finally:
+            self.writes.close()
+            if isinstance(self.channel.target, LrsClient):
+                self.outcome.requests += self.channel.target.requests
+                self.channel.target.requests = 0
+
+    def _page(self) -> list[Delivery]:
+        """The next due entries, once the updates of the last page are made."""
+        self.writes.drain()
+        size = self.config.batch_size * PAGE_BATCHES
+        return self.outbox.due(self.name, size, partner=self.partner)
+
+    def _batch(self, batch: list[Delivery]) -> None:
+        if time.monotonic() >= self.deadline:
+            raise DeliveryStopped(
+                "the run's deadline passed; the rest waits for the next run",
+                sink=self.name,
+            )
+        self.outcome.taken += len(batch)
+        self._send(batch)
+        self._heartbeat()
+        if self.options.on_batch is not None:
+            self.options.on_batch(len(batch))
+
+    def _heartbeat(self) -> None:
+        """Renew the job's lock now and then (its lease is minutes long)."""
+        if time.monotonic() >= self.renew_at:
+            self.lock.renew()
+            self.renew_at = time.monotonic() + RENEW_SECONDS
+
+    def _send(self, batch: list[Delivery]) -> None:
+        target = self.channel.target
+        if isinstance(target, FileWriter):
+            written, held = target.write(batch)
+            self._delivered(batch, PostResult(written, held))
+            return
+        try:
+            result = self._post(target, batch)
+        except DeliveryRefused as refused:
+            # Split until the statements at fault are alone (400, 409, 413): the
+            # rest of the batch goes through.
+            if len(batch) > 1:
+                middle = len(batch) // 2
+                self._send(batch[:middle])
+                self._send(batch[middle:])
+                return
+            self._dead(batch[0], refused.message)
+            return
+        self._delivered(batch, result)
+
+    def _delivered(self, batch: list[Delivery], result: PostResult) -> None:
+        ids = [entry.id for entry in batch]
+        self.writes.submit(self.outbox.mark_delivered, self.name, ids)
+        self.outcome.delivered += result.stored
+        self.outcome.already_stored += result.already_stored
+        if result.unknown_ids:
+            self.log.warning(
+                "the LRS returned %d ids that were not sent", result.unknown_ids
+            )
+        self.log.debug(
+            "batch of %d: %d stored, %d already stored",
+            len(batch),
+            result.stored,
+            result.already_stored,
+        )
+
+    def _dead(self, entry: Delivery, reason: str) -> None:
+        self.writes.submit(self.outbox.dead_letter, self.name, [entry.id], reason)
+        self.outcome.dead.append(DeadLetter(entry.id, self.name, reason))
+        self.log.warning("statement %s dead-lettered: %s", entry.id, reason)
+
+    def _post(self, client: LrsClient, batch: list[Delivery]) -> PostResult:
+        """POST one batch with retries; on giving up, reschedule it and stop."""
+        assert isinstance(self.config, LrsSink)
+        policy = self.config.retry
+        body = b"[" + b",".join(entry.payload.encode() for entry in batch) + b"]"
+        ids = [entry.id for entry in batch]
+
+        def before_sleep(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            wait = state.next_action.sleep if state.next_action else 0.0
+            message = getattr(error, "message", type(error).__name__)
+            retry_at = datetime.now(UTC) + timedelta(seconds=wait)
+            self.writes.submit(
+                self.outbox.record_failure, self.name, ids, message, retry_at
+            )
+            self.outcome.retried += 1
+            self.log.warning(
+                "attempt %d for %d statements failed: %s; retrying in %.1f s",
+                state.attempt_number,
+                len(ids),
+                message,
+                wait,
+            )
+
+        controller = retrying(policy, self.deadline - time.monotonic(), before_sleep)
+        try:
+            return controller(client.post, body, ids)
+        except DeliveryTemporary as error:
+            tries = int(controller.statistics.get("attempt_number", 1))
+            if beyond_cap(error, policy):
+                asked = error.retry_after or 0.0
+                delay = min(asked, policy.reschedule_max)
+                why = (
+                    f"the LRS asked to wait {asked:g} s (Retry-After), longer than "
+                    f"the {policy.retry_after_cap:g} s a run waits"
+                )
+            else:
+                delay = reschedule_delay(policy, batch[0].attempts + tries)
+                why = f"{error.message}, {tries} attempt{'s' if tries > 1 else ''}"
+            retry_at = datetime.now(UTC) + timedelta(seconds=delay)
+            self.writes.submit(
+                self.outbox.record_failure, self.name, ids, error.message, retry_at
+            )
+            raise DeliveryStopped(
+                f"{why}; {len(ids)} statements wait until "
+                f"{retry_at:%Y-%m-%d %H:%M:%S} UTC",
+                sink=self.name,
+                status=error.context.get("status"),
+            ) from None

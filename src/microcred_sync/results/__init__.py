@@ -1,0 +1,1 @@
+"""The results flow: what learners achieve, back to their partner."""

@@ -1,0 +1,108 @@
+"""The example association's roster job, run against the emulator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from microcred_sync.project import load_project
+from microcred_sync.settings import Settings
+from tests.conftest import ProjectDir
+
+from . import emulator
+
+JOB = "example-association-roster"
+
+
+@pytest.fixture
+def association(project_dir: ProjectDir, server, tls_folder, monkeypatch) -> ProjectDir:
+    """The repository's configuration, its Salesforce connector at the emulator."""
+    path = project_dir.root / "connectors" / "example-association.yaml"
+    content = yaml.safe_load(path.read_text(encoding="utf-8"))
+    content.update(login_url=server.base_url, ca_file=str(tls_folder["ca"]))
+    path.write_text(yaml.safe_dump(content), encoding="utf-8")
+    monkeypatch.setenv("EXAMPLE_ASSOCIATION_SF_PASSWORD", emulator.PASSWORD)
+    monkeypatch.setenv("EXAMPLE_ASSOCIATION_SF_TOKEN", emulator.SECURITY_TOKEN)
+    return project_dir
+
+
+def _snapshot(project: ProjectDir, key: str) -> tuple[str, list[str]] | None:
+    connection = project.state()
+    try:
+        row = connection.execute(
+            "select status, programs from snapshots where source_key = ?", (key,)
+        ).fetchone()
+    finally:
+        connection.close()
+    return None if row is None else (row[0], yaml.safe_load(row[1]))
+
+
+def test_members_are_enrolled_by_level_and_deletions_suspend(association, org) -> None:
+    """A full read provisions active members by level; a delta read suspends the
+    Contact deleted since, and nobody else for being absent."""
+    members: list[dict[str, Any]] = []
+    for number, (level, status) in enumerate(
+        [
+            ("Fellow", "Active"),
+            ("Professional", "Active"),
+            ("Student", "Active"),
+            ("Associate", "Lapsed"),
+            ("Fellow", "Active"),
+        ]
+        * 4
+    ):
+        members.append(
+            org.add(
+                "Contact",
+                FirstName=f"Given{number}",
+                LastName=f"Family{number}",
+                Email=f"member{number}@example-association.org",
+                Member_Number__c=f"M{number:05d}",
+                Membership_Level__c=level,
+                Membership_Status__c=status,
+                Account={"Name": "Example Employer"},
+            )
+        )
+    first = association.run(JOB)
+    assert first.status == "done", first.error
+    fellow, student = members[0]["Id"], members[2]["Id"]
+    assert _snapshot(association, fellow) == (
+        "active",
+        ["member-essentials", "people-leadership", "professional-ethics"],
+    )
+    assert _snapshot(association, student) == ("active", ["member-essentials"])
+
+    # The first member is deleted, the student becomes a Fellow.
+    org.delete("Contact", fellow)
+    org.update("Contact", student, Membership_Level__c="Fellow")
+    org.reset()
+    second = association.run(JOB)
+    assert second.status == "done", second.error
+    queries = [path for _, path in org.calls if "/query" in path]
+    assert queries and all("/queryAll" in path for path in queries)
+    assert second.stats.read < len(members)
+    assert _snapshot(association, fellow)[0] == "suspended"
+    assert _snapshot(association, student)[1] == [
+        "member-essentials",
+        "people-leadership",
+        "professional-ethics",
+    ]
+    assert all(
+        _snapshot(association, m["Id"])[0] == "active"
+        for m in members[1:]
+        if m["Membership_Status__c"] == "Active"
+    )
+
+
+def test_the_connector_file_is_checked_field_by_field(association) -> None:
+    """A bad connector file: one line naming the file, the field and the problem."""
+    path = association.root / "connectors" / "example-association.yaml"
+    content = yaml.safe_load(path.read_text(encoding="utf-8"))
+    content["roster"]["where"] = "LastName = {name}"
+    path.write_text(yaml.safe_dump(content), encoding="utf-8")
+    with pytest.raises(
+        Exception, match=r"connectors/example-association.yaml: roster: .*name"
+    ):
+        load_project(Settings(root=association.root))
