@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft201909Validator
 
 from microcred_sync.changes import enrollment_id, learner_id
 from microcred_sync.outbox.deliver import run_deliver
@@ -127,11 +131,31 @@ def test_results_and_awards_become_statements_once(
     assert credential["id"] == credential_ref["@id"]
     assert credential["type"] == ["VerifiableCredential", "OpenBadgeCredential"]
     assert credential["validFrom"] == "2026-11-30T10:00:00Z"
+    _check_against_ob_schema(credential)
 
     # The award completed the program: the stacked one follows on the next run.
     stacked = project_dir.run()
     assert stacked.stats.counts.by_kind["enroll"] == 1
     assert stacked.stats.unchanged == 7
+
+
+def _check_against_ob_schema(credential: dict[str, object]) -> None:
+    """The credential the flow issued passes 1EdTech's OB 3.0 schema (fetched by
+    scripts/test.sh, see tests/statements)."""
+    schema_path = (
+        Path(__file__).parents[1]
+        / "statements"
+        / "schemas"
+        / "ob_v3p0_achievementcredential_schema.json"
+    )
+    if not schema_path.is_file():
+        pytest.fail(f"{schema_path.name} is missing; scripts/test.sh fetches it")
+    schema = json.loads(schema_path.read_text(encoding="utf-8"))
+    validator = Draft201909Validator(
+        schema, format_checker=Draft201909Validator.FORMAT_CHECKER
+    )
+    problems = [error.message for error in validator.iter_errors(credential)]
+    assert problems == []
 
 
 def award_id_of(key: str, program: str) -> str:

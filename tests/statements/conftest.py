@@ -32,10 +32,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 NODE = HERE / "node"
 OB_SCHEMA = HERE / "schemas" / "ob_v3p0_achievementcredential_schema.json"
-#: Public reference data beside the repository (see ../shared/data/README.md).
-SHARED_DATA = REPO.parent / "shared" / "data"
-SCORM_PROFILE = SHARED_DATA / "xapi-scorm-profile"
-CONFORMANCE = SHARED_DATA / "xapi-conformance-templates"
+#: Public reference data copied into the repository, with its licences.
+FIXTURES = REPO / "tests" / "fixtures"
+SCORM_PROFILE = FIXTURES / "xapi-scorm-profile"
+CONFORMANCE = FIXTURES / "xapi-conformance-templates"
 
 BUILDERS = ("result_statement", "award_statement", "voiding_statement")
 

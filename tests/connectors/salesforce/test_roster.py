@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -106,3 +109,30 @@ def test_the_connector_file_is_checked_field_by_field(association) -> None:
         Exception, match=r"connectors/example-association.yaml: roster: .*name"
     ):
         load_project(Settings(root=association.root))
+
+
+@pytest.mark.slow
+def test_the_example_job_runs_from_the_command_line(association, org) -> None:
+    """As the README says: plan, run, and a second run that is a delta read."""
+    emulator.seed_members(org, 40)
+    environment = {**os.environ, "MICROCRED_ROOT": str(association.root)}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "microcred_sync", *args],
+            capture_output=True,
+            text=True,
+            env=environment,
+            timeout=120,
+            check=False,
+        )
+
+    plan = cli("plan", JOB)
+    assert plan.returncode == 0, plan.stderr
+    first = cli("run", JOB)
+    assert first.returncode == 0, first.stderr
+    assert "read 40," in first.stdout and "learners created 27" in first.stdout
+    assert "inactive in the source 13" in first.stdout
+    second = cli("run", JOB)
+    assert second.returncode == 0, second.stderr
+    assert "delta read of" in second.stderr and "platform writes 0" in second.stdout

@@ -285,3 +285,15 @@ def test_no_secret_or_session_id_reaches_the_logs(
     for secret in (emulator.PASSWORD, emulator.SECURITY_TOKEN, *org.tokens):
         assert secret not in text
     assert "member1@example-association.org" not in text
+
+
+def test_a_session_that_expires_during_a_bulk_read_fails_it_safely(
+    server, tls_folder, org
+) -> None:
+    """A Bulk API job's pages are not replayed after a new login: the read ends
+    incomplete, and nobody is suspended."""
+    emulator.seed_members(org, 450)
+    org.faults.expire_after = 7  # describes, count, job, poll, two pages
+    roster = {"bulk_above": 100, "bulk_page_size": 200, "bulk_poll_seconds": 0.01}
+    with pytest.raises(ReadIncomplete, match="INVALID_SESSION_ID"):
+        _read(_source(server, tls_folder, roster=roster))

@@ -13,6 +13,14 @@ describes, upserts by external id).
 simple-salesforce puts whole response bodies in its exception text; ``problem``
 turns one into a short line (status, errorCode, a message cut short, emails
 masked), and that is all that is logged or raised.
+
+The connector's own errors, turned into ``ReadError`` (source) or
+``DeliveryStopped`` (sink) at its boundary::
+
+    SalesforceProblem          a call failed: HTTP status, errorCode, message
+    ├── LoginFailed            the org refused the login: check auth and secrets
+    ├── SessionRejected        INVALID_SESSION_ID right after a new login: stop
+    └── QuotaReached           REQUEST_LIMIT_EXCEEDED, or past max_api_share: pause
 """
 
 from __future__ import annotations
