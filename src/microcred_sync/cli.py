@@ -173,6 +173,8 @@ def plan(
         only=frozenset(selected) or None,
         allow_mass_deprovision=allow_mass_deprovision,
     )
+    if selected:
+        options.trace = lambda line: out.print(f"trace {line}", markup=False)
     outcome = run_roster(project, job, options)
     if output == "json":
         click.echo(json.dumps(_plan_document(outcome), ensure_ascii=False))
@@ -187,6 +189,13 @@ def status(context: click.Context) -> None:
     """Each job's last run and its outcome."""
     project = _project(context)
     store = _store(project)
+    if store.engine.url.database in (None, "", ":memory:"):
+        # ``existing`` stood in an empty store: no file at the configured URL.
+        click.echo(
+            "note: no state store at the configured state_url yet, so no job has "
+            "run with these settings",
+            err=True,
+        )
     latest = {run.job: run for run in store.latest_runs()}
     rows: list[tuple[str, ...]] = []
     for job in project.jobs.values():
@@ -241,9 +250,10 @@ def audit(context: click.Context, key: str, partner: str | None, output: str) ->
     for entry in entries:
         target = f" {entry['program']}" if entry["program"] else ""
         held = " (held)" if entry["state"] == "held" else ""
+        why = f": {entry['reason']}" if entry["reason"] else ""
         out.print(
-            f"{entry['applied_at'] or '-'} run {entry['run_id'][:8]} "
-            f"{entry['partner']} {entry['kind']}{target}{held}",
+            f"{entry['applied_at'] or '-'} run {entry['run_id']} "
+            f"{entry['partner']} {entry['kind']}{target}{held}{why}",
             markup=False,
         )
         if entry["before"] or entry["after"]:
@@ -265,11 +275,15 @@ def quarantine() -> None:
 @quarantine.command("list")
 @click.argument("job")
 @click.option(
-    "--run", "run_id", default=None, help="A run id (default: the latest run)."
+    "--run",
+    "run_id",
+    default=None,
+    help="A run id (default: the latest full read and the delta reads since).",
 )
 @click.pass_context
 def quarantine_list(context: click.Context, job: str, run_id: str | None) -> None:
-    """The quarantined records of a job's latest run: where, which key, why."""
+    """The records a job could not use, where, which key, why: those of its latest
+    full read and of its delta reads since."""
     project = _project(context)
     project.job(job)
     store = _store(project)
@@ -277,7 +291,7 @@ def quarantine_list(context: click.Context, job: str, run_id: str | None) -> Non
         raise click.BadParameter(f"no run {run_id!r} of {job}", param_hint="--run")
     rows = store.quarantined(job, run_id)
     if not rows:
-        which = f"run {run_id}" if run_id else "the latest full read"
+        which = f"run {run_id}" if run_id else "the latest reads"
         out.print(f"no quarantined records in {which} of {job}")
         return
     _table(

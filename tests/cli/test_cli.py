@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -225,11 +226,14 @@ def test_results_job_without_a_sink_is_a_configuration_error(
         + "    partner: example-corp\n",
         encoding="utf-8",
     )
-    result = cli(project_dir, "run", "example-corp-results-nowhere")
-    assert result.returncode == 2
-    assert "example-corp-results-nowhere.sinks: a results job needs a sink" in (
-        result.stderr
-    )
+    for command in (("check",), ("run", "example-corp-results-nowhere")):
+        result = cli(project_dir, *command)
+        assert result.returncode == 2
+        assert re.fullmatch(
+            r"configuration error: scheduler/jobs\.yaml: jobs\.\d+: "
+            r"a results job needs at least one sink\n",
+            result.stderr,
+        )
 
 
 def test_unknown_partner_or_run_is_a_usage_error(
@@ -242,3 +246,19 @@ def test_unknown_partner_or_run_is_a_usage_error(
     assert audit.returncode == 2 and "no partner 'nosuch'" in audit.stderr
     listing = cli(project_dir, "quarantine", "list", JOB, "--run", "bogus")
     assert listing.returncode == 2 and "no run 'bogus'" in listing.stderr
+
+
+def test_plan_only_traces_each_decision_and_audit_says_why(
+    project_dir: ProjectDir, employees: Callable[[int], list[str]]
+) -> None:
+    """`plan --only` traces like `run --only`; the audit table shows the reason."""
+    project_dir.write_roster(employees(8))
+    planned = cli(project_dir, "plan", "example-corp-roster", "--only", "000004")
+    assert planned.returncode == 0
+    assert "trace 000004: applied-machine-learning waits for " in planned.stdout
+    project_dir.run()
+    project_dir.write_roster(employees(7))
+    assert project_dir.run(allow_mass_deprovision=True).status == "done"
+    audited = cli(project_dir, "audit", "--learner", "000008")
+    assert audited.returncode == 0
+    assert "suspend: absent from a full read" in audited.stdout

@@ -176,3 +176,16 @@ def test_pages_of_results_follow_when_they_were_stored(tmp_path: Path) -> None:
         after = (last.imported_at, last.id)
     assert len(seen) == len(set(seen)) == 25
     platform.close()
+
+
+def test_a_semicolon_export_with_a_bom_is_read(
+    project_dir: ProjectDir, employees: Callable[[int], list[str]]
+) -> None:
+    _provisioned(project_dir, employees)
+    path = project_dir.root / "results.csv"
+    text = "learner;program;recorded_at;success\n"
+    text += f"{ENROLLED};{DAF};2026-11-30T08:00:00Z;true\n"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    code, stdout, stderr = _import(project_dir, path)
+    assert (code, stderr) == (0, "")
+    assert "imported 1 results" in stdout

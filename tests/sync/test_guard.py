@@ -33,13 +33,14 @@ def verdict(
     recent: int = 0,
     active: int = 100,
     enrollments: int = 200,
+    full_read: bool = True,
 ) -> Verdict:
     return judge(
         plan,
         policy,
         "acme",
         History(recent),
-        full_read=True,
+        full_read=full_read,
         now=NOW,
         baseline=Baseline(active, enrollments),
     )
@@ -95,6 +96,14 @@ def test_mostly_quarantined_read_is_held_for_good() -> None:
     result = verdict(plan, GuardPolicy())
     assert result.held and not result.overridable
     assert "60 of 100 records were quarantined" in (result.reason or "")
+
+
+def test_a_delta_read_of_mostly_bad_records_is_not_held() -> None:
+    """Two changed entries, both quarantined: they stay in quarantine, and the
+    run is not held (a delta suspends nobody for being absent)."""
+    plan = stats(read=2)
+    plan.quarantined = 2
+    assert not verdict(plan, GuardPolicy(), full_read=False).held
 
 
 def test_unkeyed_records_hold_absence_suspensions() -> None:

@@ -159,7 +159,10 @@ def _open(project: Project, name: str, partner: str) -> _Channel:
             config,
             FileWriter(project.settings.resolve(config.path), connector=name),
         )
-    auth = lrs_auth(config, project.settings.secrets_dir)
+    try:
+        auth = lrs_auth(config, project.settings.secrets_dir)
+    except ConfigError as exc:
+        raise ConfigError(f"connectors/{name}.yaml: {exc}") from None
     session = lrs_session(config, auth, root)
     return _Channel(name, config, LrsClient(config, session, connector=name))
 

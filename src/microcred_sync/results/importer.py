@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 import orjson
 
@@ -130,8 +130,13 @@ def read_rows(path: Path) -> Iterator[_Row]:
             ) from None
 
 
-def _csv_rows(name: str, stream: Iterable[str]) -> Iterator[_Row]:
-    reader = csv.DictReader(stream, strict=True)
+def _csv_rows(name: str, stream: TextIO) -> Iterator[_Row]:
+    header = stream.readline()
+    stream.seek(0)
+    # Comma, or what a European spreadsheet writes: the header says which.
+    counts = {mark: header.count(mark) for mark in (",", ";", "\t")}
+    delimiter = max(counts, key=lambda mark: counts[mark])
+    reader = csv.DictReader(stream, delimiter=delimiter, strict=True)
     line = 1
     for row in reader:
         fields: dict[str, Any] = {}

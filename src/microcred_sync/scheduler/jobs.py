@@ -95,8 +95,8 @@ class Job(BaseModel):
     def _roster_needs(self) -> Job:
         if self.flow == "roster" and (self.source is None or self.mapping is None):
             raise ValueError("a roster job needs a source and a mapping")
-        if self.flow == "deliver" and not self.sinks:
-            raise ValueError("a deliver job needs at least one sink")
+        if self.flow in ("deliver", "results") and not self.sinks:
+            raise ValueError(f"a {self.flow} job needs at least one sink")
         if self.sinks and self.flow == "roster":
             raise ValueError("a roster job has no sinks")
         return self

@@ -349,6 +349,21 @@ class StateStore:
         with self.engine.connect() as connection:
             return connection.execute(query).first() is not None
 
+    def _reads_since_full(self, job: str) -> list[str]:
+        """The job's latest full read and its delta reads since (all its delta
+        reads if it never had a full one); runs for a few keys are left out."""
+        full = self.latest_run_id(job, "full")
+        query = select(runs.c.id).where(runs.c.job == job, runs.c.mode != "only")
+        if full is not None:
+            started = select(runs.c.started_at).where(runs.c.id == full)
+            query = query.where(runs.c.started_at >= started.scalar_subquery())
+        with self.engine.connect() as connection:
+            found = list(connection.execute(query).scalars())
+        if not found:
+            latest = self.latest_run_id(job)
+            return [latest] if latest else []
+        return found
+
     def latest_run_id(self, job: str, mode: str | None = None) -> str | None:
         """The newest run of ``job`` (of that ``mode``, if given)."""
         query = (
@@ -515,14 +530,15 @@ class StateStore:
     def quarantined(self, job: str, run_id: str | None = None) -> list[dict[str, Any]]:
         """The quarantined records of a job's run, in source order.
 
-        By default the latest full read's: a run for a few keys (``--only``) or a
-        delta read does not hide what the whole source holds.
+        By default those of the latest full read and of the delta reads since: a
+        run for a few keys (``--only``) does not hide what the whole source holds,
+        and what a delta read quarantined stays in sight until the next full read.
         """
-        run_id = run_id or self.latest_run_id(job, "full") or self.latest_run_id(job)
-        if run_id is None:
+        run_ids = [run_id] if run_id else self._reads_since_full(job)
+        if not run_ids:
             return []
         query = select(quarantine).where(
-            quarantine.c.job == job, quarantine.c.run_id == run_id
+            quarantine.c.job == job, quarantine.c.run_id.in_(run_ids)
         )
         with self.engine.connect() as connection:
             rows = connection.execute(query.order_by(quarantine.c.id)).all()

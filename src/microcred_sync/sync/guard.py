@@ -94,7 +94,13 @@ def _broken_read(stats: PlanStats, policy: GuardPolicy, full_read: bool) -> str 
         return f"the read ended early: {stats.read_problem}"
     if full_read and stats.read == 0:
         return "the source returned no records"
-    if stats.read and stats.quarantined / stats.read > policy.max_quarantine_share:
+    # A delta read is a handful of records, and suspends nobody for being absent:
+    # its quarantined records are only quarantined.
+    if (
+        full_read
+        and stats.read
+        and stats.quarantined / stats.read > policy.max_quarantine_share
+    ):
         return (
             f"{stats.quarantined} of {stats.read} records were quarantined, more than "
             f"{policy.max_quarantine_share:.0%}: the source or the mapping looks wrong"

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from ..changes import Change
 from ..connectors.base import Record, SourceContext
 from ..errors import ApplyError, ConfigError, ReadError
@@ -96,7 +98,10 @@ def run_roster(
     options = options or RunOptions()
     job = project.job(job_id)
     if job.flow != "roster" or job.source is None or job.mapping is None:
-        raise ConfigError(f"job {job.id}: the {job.flow} flow is not available yet")
+        raise ConfigError(
+            f"job {job.id} is a {job.flow} job: only roster jobs are planned;"
+            f" `microcred-sync run {job.id}` runs it"
+        )
     partner = project.partners[job.partner]
     offered = project.programs_of(partner.id)
     mapper = Mapper(project.mappings[job.mapping], offered.keys())
@@ -285,12 +290,18 @@ class _Run:
             outcome.status, outcome.error = "failed", str(exc)
             log.error("run failed: %s", exc)
         except BaseException as exc:
-            self.store.update_run(
-                run_id,
-                status="failed",
-                error=type(exc).__name__,
-                finished_at=datetime.now(UTC),
-            )
+            # Interrupted (Ctrl-C, a signal) or a bug: say so if the store lets us.
+            # It may not (the interrupted transaction can still hold SQLite's
+            # lock); the next run of the job marks this one interrupted anyway.
+            try:
+                self.store.update_run(
+                    run_id,
+                    status="failed",
+                    error=type(exc).__name__,
+                    finished_at=datetime.now(UTC),
+                )
+            except SQLAlchemyError:
+                log.warning("could not record the run as failed; the next run will")
             raise
         outcome.platform_writes = self.platform.writes
         self.store.update_run(

@@ -362,3 +362,20 @@ def test_tls_verification_off_warns(
         )
     assert len(found) == 1
     assert "verification is OFF" in caplog.text
+
+
+def test_a_search_base_that_does_not_exist_fails_the_run(
+    directory_project: DirectoryProject, openldap: Any
+) -> None:
+    """A wrong base_dns is a wrong connector file: the run fails saying so (exit
+    1), rather than being held as if the directory had been cut short."""
+    directory_project.configure(**_servers(openldap), incremental=None)
+    assert directory_project.run().status == "done"
+    directory_project.configure(
+        **_servers(openldap), incremental=None, base_dns=[f"ou=nowhere,{SUFFIX}"]
+    )
+    outcome = directory_project.run()
+    assert outcome.status == "failed"
+    assert outcome.stats.counts.by_kind["suspend"] == 0
+    assert "does not exist" in (outcome.error or "")
+    assert "base_dns" in (outcome.error or "")

@@ -199,6 +199,7 @@ class Session:
             # noSuchObject for a base read is "not there"; anything else fails.
             if scope == "base" and error.result == 32:
                 return [], None
+            self.check_result(base, {"result": error.result}, page_size)
             raise self._failed(base, _describe(error)) from None
         result = self.connection.result
         self.check_result(base, result, page_size)
@@ -228,9 +229,19 @@ class Session:
         self, base: str, result: dict[str, Any], page_size: int | None
     ) -> None:
         """Raise ``ReadIncomplete`` unless the search succeeded in full."""
-        code = int(result.get("result", 0))
+        code = int(result.get("result") or 0)
         if code == 0:
             return
+        if code == 32:
+            # A base that is not there is a wrong connector file, not a short read:
+            # the run fails (nobody is suspended) rather than waiting on the guard.
+            raise SourceUnavailable(
+                f"{self.url}: the search base {base!r} does not exist on the server"
+                " (noSuchObject); check base_dns in the connector file",
+                connector=self.endpoint.connector,
+                partner=self.endpoint.partner,
+                server=self.url,
+            )
         meaning = _FAILED_RESULTS.get(code, f"result {result.get('description')}")
         paging = f", page size {page_size}" if page_size else ""
         raise self._failed(
