@@ -41,6 +41,10 @@ from .sync.roster import RunOptions, RunOutcome, run_roster
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
 
+_EXIT_CODES = (
+    "Exit codes: 0 done, 1 failed, 2 configuration error, 3 held by the guard."
+)
+
 out = Console(highlight=False, soft_wrap=True)
 
 
@@ -78,7 +82,8 @@ class _Group(click.Group):
             sys.exit(EXIT_FAILED)
 
 
-@click.group(cls=_Group)
+@click.group(cls=_Group, epilog=_EXIT_CODES)
+@click.version_option(package_name="microcred-sync", prog_name="microcred-sync")
 @click.option(
     "--root",
     type=click.Path(file_okay=False, path_type=Path),

@@ -262,3 +262,13 @@ def test_plan_only_traces_each_decision_and_audit_says_why(
     audited = cli(project_dir, "audit", "--learner", "000008")
     assert audited.returncode == 0
     assert "suspend: absent from a full read" in audited.stdout
+
+
+def test_version_and_exit_codes_in_help(project_dir: ProjectDir) -> None:
+    version = cli(project_dir, "--version")
+    assert version.returncode == 0
+    assert re.fullmatch(r"microcred-sync, version \S+\n", version.stdout)
+    helped = cli(project_dir, "--help")
+    assert "Exit codes: 0 done, 1 failed, 2 configuration error, 3 held" in (
+        helped.stdout
+    )
