@@ -10,7 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .connectors import CONNECTOR_KINDS, ConnectorConfig, FileSink, LrsSink
+from .connectors import (
+    CONNECTOR_KINDS,
+    ConnectorConfig,
+    FileSink,
+    LrsSink,
+    SalesforceConnector,
+)
 from .errors import ConfigError
 from .files import load_model, read_yaml, validate
 from .mappings.spec import MappingSpec
@@ -157,12 +163,28 @@ def _check_job(project: Project, job: Job) -> None:
     _check_sinks(project, job)
 
 
+def is_sink(config: ConnectorConfig) -> bool:
+    """Whether the deliver flow writes to this connector: an lrs or file sink, or
+    a salesforce connector with a ``writeback`` section."""
+    if isinstance(config, SalesforceConnector):
+        return config.writeback is not None
+    return isinstance(config, LrsSink | FileSink)
+
+
+def is_source(config: ConnectorConfig) -> bool:
+    """Whether a roster job can read this connector (a salesforce one needs its
+    ``roster`` section)."""
+    if isinstance(config, SalesforceConnector):
+        return config.roster is not None
+    return not isinstance(config, LrsSink | FileSink)
+
+
 def _check_sinks(project: Project, job: Job) -> None:
     """A roster job reads a source; a deliver job's sinks are the partner's own."""
     where = f"jobs.{job.id}"
     if job.source is not None:
         _expect(
-            not isinstance(project.connectors[job.source], LrsSink | FileSink),
+            is_source(project.connectors[job.source]),
             JOBS_FILE,
             f"{where}.source",
             f"connector {job.source!r} is a sink, not a source",
@@ -176,10 +198,11 @@ def _check_sinks(project: Project, job: Job) -> None:
         )
         config = project.connectors[sink]
         _expect(
-            isinstance(config, LrsSink | FileSink),
+            is_sink(config),
             JOBS_FILE,
             f"{where}.sinks",
-            f"connector {sink!r} is not a sink (kind lrs or file)",
+            f"connector {sink!r} is not a sink (kind lrs or file, or salesforce "
+            "with writeback)",
         )
         _expect(
             config.partner == job.partner,

@@ -23,9 +23,11 @@ from typing import Literal
 
 from tenacity import RetryCallState
 
+from ..connectors.salesforce import SalesforceConnector
+from ..connectors.salesforce.writeback import SalesforceWriter, deliver_batch
 from ..errors import ConfigError
 from ..logging import run_logger
-from ..project import Project
+from ..project import Project, is_sink
 from ..state.locks import JobLock, JobLocked
 from ..state.store import StateStore
 from .errors import DeliveryRefused, DeliveryStopped, DeliveryTemporary
@@ -138,21 +140,27 @@ class _Channel:
     """One sink of a job, opened: its config and its writer or client."""
 
     def __init__(
-        self, name: str, config: LrsSink | FileSink, target: LrsClient | FileWriter
+        self,
+        name: str,
+        config: LrsSink | FileSink | SalesforceConnector,
+        target: LrsClient | FileWriter | SalesforceWriter,
     ) -> None:
         self.name, self.config, self.target = name, config, target
 
     def close(self) -> None:
-        if isinstance(self.target, LrsClient):
+        if isinstance(self.target, LrsClient | SalesforceWriter):
             self.target.close()
 
 
 def _open(project: Project, name: str, partner: str) -> _Channel:
     config = project.connectors[name]
-    if not isinstance(config, LrsSink | FileSink) or config.partner != partner:
+    if not is_sink(config) or config.partner != partner:
         # load_project refuses both; this is the last line of partner isolation.
         raise ConfigError(f"connector {name!r} is not a sink of partner {partner!r}")
     root = project.settings.root
+    if isinstance(config, SalesforceConnector):
+        return _salesforce_channel(project, name, config)
+    assert isinstance(config, LrsSink | FileSink)
     if isinstance(config, FileSink):
         return _Channel(
             name,
@@ -165,6 +173,18 @@ def _open(project: Project, name: str, partner: str) -> _Channel:
         raise ConfigError(f"connectors/{name}.yaml: {exc}") from None
     session = lrs_session(config, auth, root)
     return _Channel(name, config, LrsClient(config, session, connector=name))
+
+
+def _salesforce_channel(
+    project: Project, name: str, config: SalesforceConnector
+) -> _Channel:
+    """Write-backs to an org (``connectors/salesforce/writeback.py``)."""
+    settings = project.settings
+    try:
+        writer = SalesforceWriter(config, name, settings.root, settings.secrets_dir)
+    except ConfigError as exc:
+        raise ConfigError(f"connectors/{name}.yaml: {exc}") from None
+    return _Channel(name, config, writer)
 
 
 class _Run:
@@ -292,7 +312,9 @@ class _SinkRun:
         self.outbox, self.partner, self.options = run.outbox, run.partner, run.options
         self.outcome, self.log, self.lock = outcome, log, lock
         deadline = (
-            self.config.deadline_seconds if isinstance(self.config, LrsSink) else None
+            self.config.deadline_seconds
+            if isinstance(self.config, LrsSink | SalesforceConnector)
+            else None
         )
         self.deadline = time.monotonic() + (deadline or 86_400.0)
         self.renew_at = time.monotonic() + RENEW_SECONDS
@@ -313,6 +335,8 @@ class _SinkRun:
             if isinstance(self.channel.target, LrsClient):
                 self.outcome.requests += self.channel.target.requests
                 self.channel.target.requests = 0
+            elif isinstance(self.channel.target, SalesforceWriter):
+                self.outcome.requests += self.channel.target.requests
 
     def _page(self) -> list[Delivery]:
         """The next due entries, once the updates of the last page are made."""
@@ -340,6 +364,9 @@ class _SinkRun:
 
     def _send(self, batch: list[Delivery]) -> None:
         target = self.channel.target
+        if isinstance(target, SalesforceWriter):
+            self._write_back(target, batch)
+            return
         if isinstance(target, FileWriter):
             written, held = target.write(batch)
             self._delivered(batch, PostResult(written, held))
@@ -357,6 +384,19 @@ class _SinkRun:
             self._dead(batch[0], refused.message)
             return
         self._delivered(batch, result)
+
+    def _write_back(self, writer: SalesforceWriter, batch: list[Delivery]) -> None:
+        """A salesforce sink's batch: ``deliver_batch`` records each record's own
+        outcome in the outbox; a stop (quota, credentials) ends this sink's run."""
+        self.writes.drain()
+        result = deliver_batch(writer, self.outbox, self.name, batch)
+        self.outcome.delivered += len(result.delivered)
+        self.outcome.retried += len(result.retry)
+        self.outcome.dead.extend(
+            DeadLetter(ident, self.name, reason) for ident, reason in result.dead
+        )
+        if result.stopped is not None:
+            raise result.stopped
 
     def _delivered(self, batch: list[Delivery], result: PostResult) -> None:
         ids = [entry.id for entry in batch]

@@ -24,6 +24,8 @@ from typing import Any
 import orjson
 
 from ..changes import enrollment_id
+from ..connectors.salesforce import SalesforceConnector
+from ..connectors.salesforce.writeback import writeback_delivery
 from ..errors import ConfigError, SyncError
 from ..logging import run_logger
 from ..mappings.spec import StatementsSpec
@@ -103,7 +105,15 @@ def run_results(
             return outcome
         try:
             outcome.run_id = run_id
-            run = _Run(job.id, run_id, partner.id, job.sinks, builder, store, platform)
+            run = _Run(
+                job.id,
+                run_id,
+                partner.id,
+                _Sinks.of(project, job.sinks),
+                builder,
+                store,
+                platform,
+            )
             run.execute(CursorStore(state_url), outcome, lock)
         finally:
             lock.release()
@@ -230,13 +240,34 @@ class _Skip(Exception):
     """A result or award that cannot be sent; its reason goes to quarantine."""
 
 
+@dataclass(frozen=True)
+class _Sinks:
+    """A job's sinks by what they take: xAPI statements (an LRS, a file), or
+    write-backs of awards to a CRM (a salesforce connector)."""
+
+    statements: tuple[str, ...]
+    writebacks: tuple[tuple[str, SalesforceConnector], ...]
+
+    @classmethod
+    def of(cls, project: Project, names: Sequence[str]) -> _Sinks:
+        statements: list[str] = []
+        writebacks: list[tuple[str, SalesforceConnector]] = []
+        for name in names:
+            config = project.connectors[name]
+            if isinstance(config, SalesforceConnector):
+                writebacks.append((name, config))
+            else:
+                statements.append(name)
+        return cls(tuple(statements), tuple(writebacks))
+
+
 class _Run:
     def __init__(
         self,
         job: str,
         run_id: str,
         partner: str,
-        sinks: Sequence[str],
+        sinks: _Sinks,
         builder: _Builder,
         store: StateStore,
         platform: SqlPlatform,
@@ -326,14 +357,20 @@ class _Run:
             problems: list[tuple[str, str]] = []
             completions: list[tuple[str, str, datetime]] = []
             credentials: list[tuple[str, str, str]] = []
+            writebacks: list[NewDelivery] = []
             for award in page:
+                statement: dict[str, Any] | None = None
+                credential: str | None = None
                 try:
                     learner = self._learner(learners, award.learner_id)
-                    statement, credential = self.builder.award(award, learner)
-                except (_Skip, SyncError) as exc:
+                    if self.sinks.statements:
+                        statement, credential = self.builder.award(award, learner)
+                    writebacks += self._writebacks(award, learner)
+                except (_Skip, SyncError, ValueError) as exc:
                     problems.append((f"award {award.id}", _reason(exc)))
                     continue
-                statements.append(statement)
+                if statement is not None:
+                    statements.append(statement)
                 completions.append(
                     (learner.external_key, award.program, award.issued_at)
                 )
@@ -345,7 +382,7 @@ class _Run:
                             credential,
                         )
                     )
-            self._record(statements, problems, outcome)
+            self._record(statements, problems, outcome, writebacks)
             self.store.record_completions(self.partner, completions)
             self.store.record_credentials(self.partner, credentials)
             outcome.awards += len(page)
@@ -354,6 +391,25 @@ class _Run:
             newest = max(newest, after[0])
             lock.renew()
         return newest
+
+    def _writebacks(
+        self, award: AwardRecord, learner: LearnerIdentityRow
+    ) -> list[NewDelivery]:
+        """The award's write-backs, one per CRM sink; raises ValueError when the
+        award lacks what a sink keys its records by."""
+        program = self.builder.program(award.program)
+        return [
+            writeback_delivery(
+                config,
+                name,
+                award,
+                learner,
+                program_title=program.name,
+                credential_id=badges.credential_id(self.partner, award.id),
+                run_id=self.run_id,
+            )
+            for name, config in self.sinks.writebacks
+        ]
 
     def _learners(self, ids: Any) -> dict[str, LearnerIdentityRow]:
         return self.platform.learner_identities(self.partner, sorted(set(ids)))
@@ -372,6 +428,7 @@ class _Run:
         statements: list[dict[str, Any]],
         problems: list[tuple[str, str]],
         outcome: ResultsOutcome,
+        writebacks: Sequence[NewDelivery] = (),
     ) -> None:
         deliveries = [
             NewDelivery(
@@ -382,8 +439,9 @@ class _Run:
                 run_id=self.run_id,
             )
             for statement in statements
-            for sink in self.sinks
+            for sink in self.sinks.statements
         ]
+        deliveries += writebacks
         outcome.enqueued += self.outbox.enqueue(deliveries)
         if problems:
             now = datetime.now(UTC)

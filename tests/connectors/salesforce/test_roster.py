@@ -1,16 +1,23 @@
-"""The example association's roster job, run against the emulator."""
+"""The example association's jobs, roster and write-back, run against the emulator."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import yaml
 
+import microcred_sync.outbox  # noqa: F401  (registers the outbox table)
+from microcred_sync.connectors.salesforce.writeback import writeback_delivery
+from microcred_sync.outbox.deliver import run_deliver
+from microcred_sync.outbox.store import Outbox
+from microcred_sync.platform.sql import LearnerIdentityRow
 from microcred_sync.project import load_project
+from microcred_sync.results.records import AwardRecord
 from microcred_sync.settings import Settings
 from tests.conftest import ProjectDir
 
@@ -136,3 +143,97 @@ def test_the_example_job_runs_from_the_command_line(association, org) -> None:
     second = cli("run", JOB)
     assert second.returncode == 0, second.stderr
     assert "delta read of" in second.stderr and "platform writes 0" in second.stdout
+
+
+def test_the_write_back_job_delivers_the_outbox_to_the_org(association, org) -> None:
+    """The example deliver job sends enqueued write-backs to the org, once."""
+    project = load_project(Settings(root=association.root))
+    config = project.connectors["example-association"]
+    contacts = [org.add("Contact", LastName=f"M{n}") for n in range(3)]
+    deliveries = [
+        writeback_delivery(
+            config,
+            "example-association",
+            AwardRecord(
+                f"award-{n}",
+                "example-association",
+                f"l{n}",
+                "member-essentials",
+                datetime(2026, 11, 30, 9, 0, tzinfo=UTC),
+            ),
+            LearnerIdentityRow(f"l{n}", contact["Id"], None, None),
+            program_title="Member Essentials",
+        )
+        for n, contact in enumerate(contacts)
+    ]
+    store = association.state_store()
+    store.create_schema()
+    Outbox(store.engine).enqueue(deliveries)
+    store.close()
+    outcome = run_deliver(project, "example-association-writeback")
+    assert outcome.status == "done", outcome.error
+    assert outcome.delivered == 3 and outcome.pending == 0
+    assert {r["Award_Id__c"] for r in org.records["Credential__c"].values()} == {
+        "award-0",
+        "award-1",
+        "award-2",
+    }
+    assert org.records["Contact"][contacts[0]["Id"]]["Latest_Credential__c"] == (
+        "Member Essentials"
+    )
+    again = run_deliver(project, "example-association-writeback")
+    assert again.status == "done" and again.taken == 0
+
+
+def test_an_award_goes_back_to_the_members_org_through_the_results_flow(
+    association, org
+) -> None:
+    """Roster from the org, an award on the platform, the results job queues its
+    write-back, the deliver job upserts it: once, keyed by the award's id."""
+    from microcred_sync.changes import learner_id
+    from microcred_sync.platform.sql import SqlPlatform
+    from microcred_sync.results.flow import run_results
+    from microcred_sync.results.importer import import_rows, read_rows
+    from microcred_sync.results.records import award_id
+
+    member = org.add(
+        "Contact",
+        FirstName="Ada",
+        LastName="Member",
+        Email="ada@example-association.org",
+        Member_Number__c="M00001",
+        Membership_Level__c="Fellow",
+        Membership_Status__c="Active",
+        Account={"Name": "Example Employer"},
+    )
+    assert association.run(JOB).status == "done"
+    path = association.root / "awards.csv"
+    path.write_text(
+        "kind,learner,program,issued_at\n"
+        f"award,{member['Id']},member-essentials,2026-11-30T09:00:00Z\n",
+        encoding="utf-8",
+    )
+    project = load_project(Settings(root=association.root))
+    settings = project.settings
+    platform = SqlPlatform(settings.database_url(settings.platform_url))
+    try:
+        programs = project.programs_of("example-association")
+        report = import_rows(read_rows(path), "example-association", programs, platform)
+    finally:
+        platform.close()
+    assert (report.awards, report.rejected) == (1, [])
+
+    queued = run_results(project, "example-association-results")
+    assert (queued.status, queued.enqueued, queued.quarantined) == ("done", 1, 0)
+    assert run_results(project, "example-association-results").enqueued == 0
+    delivered = run_deliver(project, "example-association-writeback")
+    assert delivered.status == "done", delivered.error
+    expected = award_id(
+        "example-association",
+        learner_id("example-association", member["Id"]),
+        "member-essentials",
+    )
+    records = list(org.records["Credential__c"].values())
+    assert [record["Award_Id__c"] for record in records] == [expected]
+    assert records[0]["Contact__c"] == member["Id"]
+    assert run_deliver(project, "example-association-writeback").taken == 0
