@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -12,3 +14,13 @@ class ConnectorBase(BaseModel):
 
     partner: str = Field(description="the partner this connector belongs to")
     description: str | None = None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine: plain http is allowed there only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -8,7 +8,6 @@ one. Endpoints are https, except on the loopback interface; TLS is verified unle
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -16,7 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..connectors.base import Source
-from ..connectors.config import ConnectorBase
+from ..connectors.config import ConnectorBase, is_loopback
 from ..errors import ConfigError
 
 __all__ = [
@@ -89,15 +88,6 @@ class _SinkBase(ConnectorBase):
         )
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class LrsSink(_SinkBase):
     """A connector file of kind ``lrs``: where the LRS is and how to talk to it."""
 
@@ -130,7 +120,7 @@ class LrsSink(_SinkBase):
             raise ValueError("the endpoint holds no user or password; use auth")
         if parts.query or parts.fragment:
             raise ValueError("the endpoint has no query or fragment")
-        if parts.scheme == "http" and not _loopback(parts.hostname):
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
             raise ValueError("plain http is allowed on the loopback interface only")
         return endpoint.rstrip("/")
 

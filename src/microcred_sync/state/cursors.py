@@ -11,7 +11,7 @@ save, so a state store made before it existed needs no migration.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import (
     Column,
@@ -134,3 +134,22 @@ class CursorStore:
                 )
         finally:
             engine.dispose()
+
+
+def full_read_due(
+    state_url: str | None,
+    connector: str,
+    server: str,
+    every_hours: float | None,
+    now: datetime,
+) -> bool:
+    """Whether an incremental source reads in full this time: when it has no
+    incremental reads (``every_hours`` None) or no state store, no cursor for
+    ``server`` yet, or its last full read is ``every_hours`` old."""
+    if every_hours is None or state_url is None:
+        return True
+    store = CursorStore(state_url)
+    last = store.last_full_read(connector)
+    if last is None or now - last >= timedelta(hours=every_hours):
+        return True
+    return store.get(connector, server) is None

@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -49,7 +49,7 @@ from tenacity import (
 
 from ...errors import ReadIncomplete, SourceUnavailable
 from ...secrets import read_secret
-from ...state.cursors import CursorStore
+from ...state.cursors import CursorStore, full_read_due
 from ..base import FieldValue, Record, Source
 from .config import LdapConnector
 from .dn import canonical_dn
@@ -126,15 +126,14 @@ class LdapSource(Source):
         return self._full
 
     def _decide_full(self) -> bool:
-        incremental, state_url = self.config.incremental, self.context.state_url
-        if incremental is None or state_url is None:
-            return True
-        store = CursorStore(state_url)
-        last = store.last_full_read(self.connector_id)
-        every = timedelta(hours=incremental.full_read_every_hours)
-        if last is None or self.now - last >= every:
-            return True
-        return store.get(self.connector_id, self.config.servers[0]) is None
+        incremental = self.config.incremental
+        return full_read_due(
+            self.context.state_url,
+            self.connector_id,
+            self.config.servers[0],
+            incremental.full_read_every_hours if incremental else None,
+            self.now,
+        )
 
     def commit(self) -> None:
         """Save the cursor the last read took, now that the run applied it."""

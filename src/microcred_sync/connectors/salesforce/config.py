@@ -7,7 +7,6 @@ a file may have both. Secrets are named (``password_secret: ...``), never held.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
@@ -16,7 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from simple_salesforce.format import format_soql
 
-from ..config import ConnectorBase
+from ..config import ConnectorBase, is_loopback
 
 #: An API name: ``Contact``, ``Membership_Level__c``.
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -251,15 +250,6 @@ class WritebackConfig(_Part):
         return value
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class SalesforceConnector(ConnectorBase):
     """A connector file of kind ``salesforce``."""
 
@@ -300,9 +290,9 @@ class SalesforceConnector(ConnectorBase):
                 "the login URL is a host only: https://login.salesforce.com"
             )
         host = parts.hostname
-        if not (host.endswith(".salesforce.com") or _loopback(host)):
+        if not (host.endswith(".salesforce.com") or is_loopback(host)):
             raise ValueError("the login host ends with .salesforce.com")
-        if parts.port is not None and not _loopback(host):
+        if parts.port is not None and not is_loopback(host):
             raise ValueError("a Salesforce login host takes no port")
         return url.rstrip("/")
 
@@ -328,7 +318,7 @@ class SalesforceConnector(ConnectorBase):
         the path, which the emulator ignores."""
         parts = urlsplit(self.login_url)
         host = parts.hostname or ""
-        if _loopback(host):
+        if is_loopback(host):
             return f"{parts.netloc}/login"
         return host.removesuffix(".salesforce.com")
 

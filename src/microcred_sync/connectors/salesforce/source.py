@@ -41,7 +41,7 @@ from simple_salesforce.exceptions import SalesforceError, SalesforceOperationErr
 from simple_salesforce.format import format_soql
 
 from ...errors import ReadIncomplete, SourceUnavailable
-from ...state.cursors import CursorStore
+from ...state.cursors import CursorStore, full_read_due
 from ..base import FieldValue, Record, Source
 from .client import OrgClient, SalesforceProblem, problem, read_credentials
 from .config import RosterConfig, SalesforceConnector
@@ -114,15 +114,14 @@ class SalesforceSource(Source):
         return self._full
 
     def _decide_full(self) -> bool:
-        incremental, state_url = self.roster.incremental, self.context.state_url
-        if incremental is None or state_url is None:
-            return True
-        store = CursorStore(state_url)
-        last = store.last_full_read(self.connector_id)
-        every = timedelta(hours=incremental.full_read_every_hours)
-        if last is None or self.now - last >= every:
-            return True
-        return store.get(self.connector_id, self.config.login_url) is None
+        incremental = self.roster.incremental
+        return full_read_due(
+            self.context.state_url,
+            self.connector_id,
+            self.config.login_url,
+            incremental.full_read_every_hours if incremental else None,
+            self.now,
+        )
 
     def commit(self) -> None:
         """Save the cursor the last read took, now that the run applied it."""
