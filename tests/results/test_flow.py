@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from jsonschema import Draft201909Validator
@@ -49,17 +50,24 @@ def _results(project_dir: ProjectDir):  # type: ignore[no-untyped-def]
     )
 
 
-def _delivered(project_dir: ProjectDir) -> list[dict[str, object]]:
+def _delivered(
+    project_dir: ProjectDir, validated: Callable[[Any], Any]
+) -> list[dict[str, object]]:
+    """Deliver the example's outbox to its file sink; every statement there passes
+    Learning Locker's validator."""
     outcome = run_deliver(
         load_project(Settings(root=project_dir.root)), "example-corp-deliver"
     )
     assert outcome.exit_code == 0
     path = project_dir.root / "var" / "statements" / "example-corp.jsonl"
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [validated(json.loads(line)) for line in lines]
 
 
 def test_results_and_awards_become_statements_once(
-    project_dir: ProjectDir, employees: Callable[[int], list[str]]
+    project_dir: ProjectDir,
+    employees: Callable[[int], list[str]],
+    validated: Callable[[Any], Any],
 ) -> None:
     project_dir.write_roster(employees(8))
     assert project_dir.run().status == "done"
@@ -91,7 +99,7 @@ def test_results_and_awards_become_statements_once(
     assert first.enqueued == 2 and first.quarantined == 0
     assert _results(project_dir).enqueued == 0  # read again, stored once
 
-    statements = _delivered(project_dir)
+    statements = _delivered(project_dir, validated)
     assert len(statements) == 2
     passed, earned = sorted(statements, key=lambda s: str(s["timestamp"]))
     registration = enrollment_id(learner_id(PARTNER, KEY), DAF)
@@ -117,7 +125,7 @@ def test_results_and_awards_become_statements_once(
     assert earned["context"]["registration"] == registration  # type: ignore[index]
     extensions = earned["result"]["extensions"]  # type: ignore[index]
     (credential_ref,) = extensions.values()
-    assert _delivered(project_dir) == statements  # nothing sent twice
+    assert _delivered(project_dir, validated) == statements  # nothing sent twice
 
     # The credential: an Open Badges document under the id the statement carries.
     award_id = award_id_of(KEY, DAF)
@@ -230,7 +238,9 @@ def test_an_import_refuses_scorm_data_it_cannot_read(
 
 
 def test_native_results_give_the_verb_their_outcome_says(
-    project_dir: ProjectDir, employees: Callable[[int], list[str]]
+    project_dir: ProjectDir,
+    employees: Callable[[int], list[str]],
+    validated: Callable[[Any], Any],
 ) -> None:
     project_dir.write_roster(employees(8))
     project_dir.run()
@@ -242,7 +252,7 @@ def test_native_results_give_the_verb_their_outcome_says(
         f"{KEY},{DAF},2026-11-30T08:00:00Z,true,false,4,0,10,PT20M\n",
     )
     assert _results(project_dir).enqueued == 1
-    (statement,) = _delivered(project_dir)
+    (statement,) = _delivered(project_dir, validated)
     assert statement["verb"]["id"] == "http://adlnet.gov/expapi/verbs/failed"  # type: ignore[index]
     assert statement["result"] == {
         "score": {"raw": 4.0, "min": 0.0, "max": 10.0},
