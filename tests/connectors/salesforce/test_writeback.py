@@ -307,3 +307,27 @@ def test_a_server_error_that_persists_leaves_the_batch_queued(
     )
     assert outbox.counts([SINK])["pending"] == 3
     assert outbox.due(SINK, 10) == []
+
+
+def test_field_types_given_in_the_file_spare_the_describe_call(
+    server, tls_folder, org, outbox
+) -> None:
+    """With every field's type in the connector file, 400 awards cost exactly two
+    data calls (the Collections upserts), and values are typed the same."""
+    fields = {
+        "Contact__c": {"from": "contact_id", "type": "reference"},
+        "Issued_On__c": {"from": "issued_at", "type": "date"},
+        "Issued_At__c": {"from": "issued_at", "type": "datetime"},
+    }
+    config = _config(server, tls_folder, fields=fields)
+    assert outbox.enqueue(_awards(org, 400, config)) == 400
+    org.reset()
+    writer = SalesforceWriter(config, SINK, Path("."), None)
+    results = _deliver(writer, outbox)
+    assert sum(len(r.delivered) for r in results) == 400
+    data = [path for _, path in org.calls if "/services/data/" in path]
+    assert not any(path.endswith("/describe") for path in data)
+    assert len(data) == 2
+    credential = next(iter(org.records["Credential__c"].values()))
+    assert credential["Issued_On__c"] == "2026-11-30"
+    assert credential["Issued_At__c"] == "2026-12-01T04:30:00Z"

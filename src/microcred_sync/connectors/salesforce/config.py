@@ -189,6 +189,10 @@ class FieldValueSpec(_Part):
     from_: str | None = Field(default=None, alias="from")
     value: str | int | float | bool | None = None
     when_missing: Literal["leave", "clear"] = "leave"
+    #: The field's Salesforce type, as describe() gives it (``date``,
+    #: ``datetime``, ``string``...). When every field of an object says its type,
+    #: the write-back asks no describe() of that object: one data call less.
+    type: str | None = Field(default=None, pattern=r"^[a-z]+$")
 
     @model_validator(mode="after")
     def _one_source(self) -> FieldValueSpec:

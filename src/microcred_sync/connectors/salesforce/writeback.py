@@ -377,6 +377,9 @@ class SalesforceWriter:
         return written
 
     def _field_types(self, sobject: str) -> dict[str, str]:
+        declared = self._declared_types(sobject)
+        if declared is not None:
+            return declared
         if sobject not in self._types:
             described = self.org.call(lambda sf: getattr(sf, sobject).describe())
             self._types[sobject] = {
@@ -384,6 +387,19 @@ class SalesforceWriter:
                 for entry in described.get("fields", ())
             }
         return self._types[sobject]
+
+    def _declared_types(self, sobject: str) -> dict[str, str] | None:
+        """The field types the connector file gives for ``sobject``'s fields, when
+        it gives every one of them; None sends the writer to describe()."""
+        if sobject == self.writeback.object:
+            fields = self.writeback.fields
+        elif sobject == "Contact" and self.writeback.contact is not None:
+            fields = self.writeback.contact.fields
+        else:
+            return None
+        if not fields or any(spec.type is None for spec in fields.values()):
+            return None
+        return {name.casefold(): str(spec.type) for name, spec in fields.items()}
 
     # -- stopping ----------------------------------------------------------------
 
