@@ -22,9 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,13 +34,10 @@ sys.path.insert(0, str(REPO / "examples"))
 sys.path.insert(0, str(REPO / "src"))
 
 import example_directory as directory  # noqa: E402
+from phases import peak_rss_mb, run_phase  # noqa: E402
 
 JOB = "example-directory-roster"
 SECRET = "EXAMPLE_DIRECTORY_PASSWORD"
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _source_config(root: Path) -> Any:
@@ -83,7 +78,7 @@ def phase_raw(root: Path) -> dict[str, Any]:
             entries += 1
     connection.unbind()
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "entries": entries, "peak_rss_mb": _peak_rss_mb()}
+    return {"seconds": seconds, "entries": entries, "peak_rss_mb": peak_rss_mb()}
 
 
 def _run(root: Path, dry_run: bool) -> dict[str, Any]:
@@ -104,7 +99,7 @@ def _run(root: Path, dry_run: bool) -> dict[str, Any]:
         "error": outcome.error,
         "counts": outcome.stats.counts.by_kind,
         "writes": outcome.platform_writes,
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 
@@ -125,12 +120,7 @@ PHASES = {"raw": phase_raw, "plan": phase_plan, "run": phase_run}
 
 
 def _child(phase: str, root: Path) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--phase", phase, "--root", str(root)]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise SystemExit(f"phase {phase} failed:\n{result.stderr[-3000:]}")
-    figures: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
-    return figures
+    return run_phase(__file__, phase, root)
 
 
 def _project(work: Path, url: str) -> Path:

@@ -19,9 +19,7 @@ import argparse
 import csv
 import hashlib
 import json
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,11 +30,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples"))
 sys.path.insert(0, str(REPO / "src"))
 
+from phases import peak_rss_mb, run_phase  # noqa: E402
+
 JOB = "example-corp-roster"
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # -- phases, each run in a child process ---------------------------------------
@@ -77,7 +73,7 @@ def phase_floor(root: Path) -> dict[str, Any]:
                 rows += len(batch)
     seconds = time.perf_counter() - started
     engine.dispose()
-    return {"seconds": seconds, "rows": rows, "peak_rss_mb": _peak_rss_mb()}
+    return {"seconds": seconds, "rows": rows, "peak_rss_mb": peak_rss_mb()}
 
 
 def phase_parse_hash(root: Path) -> dict[str, Any]:
@@ -94,7 +90,7 @@ def phase_parse_hash(root: Path) -> dict[str, Any]:
             hashlib.blake2b(repr(fields).encode(), digest_size=16, key=b"k").hexdigest()
             rows += 1
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "rows": rows, "peak_rss_mb": _peak_rss_mb()}
+    return {"seconds": seconds, "rows": rows, "peak_rss_mb": peak_rss_mb()}
 
 
 def phase_sync(root: Path) -> dict[str, Any]:
@@ -113,7 +109,7 @@ def phase_sync(root: Path) -> dict[str, Any]:
         "status": outcome.status,
         "writes": outcome.platform_writes,
         "counts": outcome.stats.counts.by_kind,
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 
@@ -124,12 +120,7 @@ PHASES = {"floor": phase_floor, "parse_hash": phase_parse_hash, "sync": phase_sy
 
 
 def _child(phase: str, root: Path) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--phase", phase, "--root", str(root)]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise SystemExit(f"phase {phase} failed:\n{result.stderr[-3000:]}")
-    figures: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
-    return figures
+    return run_phase(__file__, phase, root)
 
 
 def _project(work: Path, rows: int, name: str) -> Path:
