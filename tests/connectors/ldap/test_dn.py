@@ -50,3 +50,56 @@ def test_not_a_dn_is_a_value_error() -> None:
     """Garbage is refused with ValueError, which callers turn into a clear error."""
     with pytest.raises(ValueError, match="not a distinguished name"):
         canonical_dn("no equals sign here, at all")
+
+
+def test_plain_dns_read_by_the_grammar_match_the_parser() -> None:
+    """The fast reading of plainly spelled DNs gives ldap3's parse, value for value:
+    cases, inner and trailing spaces, punctuation that needs no escape."""
+    import random
+
+    from microcred_sync.connectors.ldap.dn import _PLAIN_DN, _parsed_canonical
+
+    chance = random.Random(4514)
+    kinds = ["cn", "CN", "ou", "OU", "dc", "uid", "employeeNumber", "x-Attr"]
+    first = "abcXYZ019._@'()-"
+    rest = first + "  "
+    plain = 0
+    for _ in range(3000):
+        rdns = []
+        for _ in range(chance.randint(1, 5)):
+            value = chance.choice(first) + "".join(
+                chance.choice(rest) for _ in range(chance.randint(0, 12))
+            )
+            rdns.append(f"{chance.choice(kinds)}={value}")
+        dn = ",".join(rdns)
+        plain += bool(_PLAIN_DN.fullmatch(dn))
+        assert canonical_dn(dn) == _parsed_canonical(dn), dn
+    assert plain == 3000
+
+
+@pytest.mark.parametrize(
+    "dn",
+    [
+        "cn=a\\,b,dc=x",
+        "cn=a+uid=b,dc=x",
+        "cn=a, dc=x",
+        "CN=#41,dc=x",
+        "2.5.4.3=a,dc=x",
+        'cn="quoted",dc=x',
+        "cn=Ünïcode,dc=x",
+    ],
+)
+def test_dns_outside_the_plain_grammar_go_to_the_parser(dn: str) -> None:
+    """Escapes, multi-valued RDNs, spaces after commas, hex values, OIDs, quotes
+    and non-ASCII letters are not read by the plain grammar."""
+    from microcred_sync.connectors.ldap.dn import _PLAIN_DN, _parsed_canonical
+
+    assert not _PLAIN_DN.fullmatch(dn)
+    try:
+        expected = _parsed_canonical(dn)
+    except ValueError:
+        # ldap3 refuses it (it reads no hex form, OID or quotes): so does the source.
+        with pytest.raises(ValueError, match="not a distinguished name"):
+            canonical_dn(dn)
+    else:
+        assert canonical_dn(dn) == expected

@@ -12,6 +12,7 @@ values are case-folded.
 from __future__ import annotations
 
 import functools
+import re
 import unicodedata
 from collections.abc import Sequence
 
@@ -69,9 +70,36 @@ def _escaped(text: str) -> str:
     return text
 
 
+#: A DN in the plainest grammar of RFC 4514: ``type=value`` pairs of ASCII
+#: letters, digits and a few punctuation marks that need no escaping, joined by
+#: commas with no spaces around them; no multi-valued RDN, no escapes, no hex
+#: form, no OID types. Most DNs a directory returns are spelled so.
+_PLAIN_DN = re.compile(
+    r"[A-Za-z][A-Za-z0-9-]*=[A-Za-z0-9._@'()-][A-Za-z0-9 ._@'()-]*"
+    r"(?:,[A-Za-z][A-Za-z0-9-]*=[A-Za-z0-9._@'()-][A-Za-z0-9 ._@'()-]*)*"
+)
+_PLAIN_RDN = re.compile(r"([A-Za-z][A-Za-z0-9-]*)=([^,]*)")
+
+
 @functools.lru_cache(maxsize=65536)
 def canonical_dn(dn: str) -> str:
-    """The one spelling of ``dn`` used to compare it; ``ValueError`` if not a DN."""
+    """The one spelling of ``dn`` used to compare it; ``ValueError`` if not a DN.
+
+    A DN in the plain grammar (``_PLAIN_DN``) is read by that grammar: its values
+    hold no character that could escape, separate or join, so each comma ends an
+    RDN. Any other DN goes through ldap3's parser. Both give the same spelling
+    (``tests/connectors/ldap/test_dn.py`` checks it over many generated DNs).
+    """
+    if _PLAIN_DN.fullmatch(dn):
+        return ",".join(
+            f"{kind.lower()}={' '.join(value.split()).lower()}"
+            for kind, value in _PLAIN_RDN.findall(dn)
+        )
+    return _parsed_canonical(dn)
+
+
+def _parsed_canonical(dn: str) -> str:
+    """``canonical_dn`` by ldap3's DN parser, for every grammar RFC 4514 allows."""
     try:
         parts = parse_dn(dn, strip=True)
     except LDAPInvalidDnError as error:

@@ -25,6 +25,7 @@ from ldap3.core.exceptions import (
     LDAPResponseTimeoutError,
     LDAPStartTLSError,
 )
+from ldap3.utils.config import set_config_parameter
 from pydantic import SecretStr
 
 from ...errors import ReadIncomplete, SourceUnavailable
@@ -116,6 +117,11 @@ class Session:
 
     @classmethod
     def _open_one(cls, endpoint: Endpoint, url: str) -> Session:
+        # Entries' attributes in plain dicts: ldap3's case-insensitive ones cost a
+        # fifth of a large read, and the source keys every name by its case-folded
+        # spelling itself (``source._by_name``). The setting is ldap3's own and
+        # process-wide; nothing else here reads entries by attribute name.
+        set_config_parameter("CASE_INSENSITIVE_ATTRIBUTE_NAMES", False)
         server = Server(
             url,
             tls=endpoint.tls,

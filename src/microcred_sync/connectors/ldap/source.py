@@ -496,6 +496,10 @@ def _all_values(source: dict[str, Any] | None, name: str) -> list[bytes]:
         return []
     raw = source.get("raw_attributes", source)
     folded = name.casefold()
+    found = raw.get(folded)
+    if found is not None:
+        # Already keyed by folded name (``_by_name``), or the server spelled it so.
+        return list(found)
     for key, values in raw.items():
         if key.casefold() == folded:
             return list(values)
