@@ -10,12 +10,15 @@ process, with ``--contacts`` invented members, then measures:
   same pages (2,000 rows), nothing done with the rows;
 - read: the connector's read of the same rows into records (flattened relations,
   typed values), each best of five, alternating with raw;
-- write-back: ``--awards`` awards through the outbox to the emulator.
+- write-back: ``--awards`` awards through the outbox to the emulator (one
+  member each), then the members' Contact states (latest credential, credits
+  earned), as the results flow queues them.
 
 The last line of output is one JSON object: ``read_ratio`` is read / raw (target
-within 1.5); ``writeback_calls`` counts the Collections calls that carried
-records (target at most ceil(awards / 200)); ``describe_calls`` and ``logins``
-are the other requests of the write-back run.
+within 1.5); ``writeback_calls`` counts the data calls of the awards' write-back
+(target at most ceil(awards / 200)); ``contact_calls`` those of the Contacts'
+(target at most ceil(contacts / 200)); ``describe_calls`` and ``logins`` are the
+other requests of the write-back run.
 """
 
 from __future__ import annotations
@@ -126,12 +129,13 @@ def _writeback(
     base_url: str, ca_file: str, awards: int, folder: Path
 ) -> dict[str, Any]:
     import microcred_sync.outbox  # noqa: F401
-    from microcred_sync.connectors.salesforce.writeback import (
-        SalesforceWriter,
-        deliver_batch,
+    from microcred_sync.connectors.salesforce.deliveries import (
+        contact_delivery,
         writeback_delivery,
     )
+    from microcred_sync.connectors.salesforce.writeback import SalesforceWriter
     from microcred_sync.outbox.store import Outbox
+    from microcred_sync.partners import Program
     from microcred_sync.platform.sql import LearnerIdentityRow
     from microcred_sync.results.records import AwardRecord, award_id
     from microcred_sync.state.store import StateStore
@@ -150,16 +154,31 @@ def _writeback(
                 "Issued_On__c": {"from": "issued_at", "type": "date"},
                 "Issued_At__c": {"from": "issued_at", "type": "datetime"},
             },
+            "contact": {
+                "fields": {
+                    "Latest_Credential__c": {"from": "program_title", "type": "string"},
+                    "Credits_Earned__c": {"from": "credits_earned", "type": "double"},
+                }
+            },
         },
     )
+    programs = {
+        "professional-ethics": Program(
+            id="professional-ethics",
+            title="Professional Ethics (CE)",
+            activity_iri="https://learn.example.org/programs/professional-ethics",
+            credits=3,
+        )
+    }
     store = StateStore(f"sqlite:///{folder / 'state.db'}")
     store.create_schema()
     outbox = Outbox(store.engine)
     issued = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
-    entries = []
+    entries, states = [], []
     for number in range(awards):
+        # The emulator's seeded members: 003EM0000000001AAA onwards.
         learner = LearnerIdentityRow(
-            f"l{number}", f"003EM{number:010d}AAA"[:18], None, None
+            f"l{number}", f"003EM{number + 1:010d}AAA"[:18], None, None
         )
         award = AwardRecord(
             award_id("example-association", learner.id, "professional-ethics"),
@@ -169,29 +188,48 @@ def _writeback(
             issued,
         )
         entries.append(writeback_delivery(config, "crm", award, learner))
+        states.append(contact_delivery(config, "crm", learner, [award], programs))
     outbox.enqueue(entries)
     writer = SalesforceWriter(config, "crm", REPO, None)
-    started = time.perf_counter()
-    delivered = created = 0
-    while batch := outbox.due("crm", config.batch_size):
-        result = deliver_batch(writer, outbox, "crm", batch)
-        delivered += len(result.delivered)
-        created += result.created
-        if result.stopped is not None:
-            raise SystemExit(f"write-back stopped: {result.stopped}")
-    seconds = time.perf_counter() - started
     counters = writer.org.session.counters
+    seconds, delivered, created = _deliver_all(writer, outbox)
+    writeback_calls = counters.data_calls
+
+    outbox.replace(state for state in states if state is not None)
+    contact_seconds, contacts, _ = _deliver_all(writer, outbox)
     store.close()
     return {
         "awards": awards,
         "delivered": delivered,
         "created": created,
         "writeback_seconds": round(seconds, 2),
-        "writeback_calls": counters.data_calls,
+        "writeback_calls": writeback_calls,
         "describe_calls": len(writer._types),
         "writeback_logins": counters.logins,
         "writeback_calls_target": math.ceil(awards / 200),
+        "contacts_written": contacts,
+        "contact_seconds": round(contact_seconds, 2),
+        "contact_calls": counters.data_calls - writeback_calls,
+        "contact_calls_target": math.ceil(len(states) / 200),
     }
+
+
+def _deliver_all(writer: Any, outbox: Any) -> tuple[float, int, int]:
+    """What a deliver run does: due batches until none is left; (seconds,
+    delivered, created)."""
+    from microcred_sync.connectors.salesforce.writeback import deliver_batch
+
+    started = time.perf_counter()
+    delivered = created = 0
+    while batch := outbox.due("crm", writer.config.batch_size):
+        result = deliver_batch(writer, outbox, "crm", batch)
+        delivered += len(result.delivered)
+        created += result.created
+        if result.stopped is not None:
+            raise SystemExit(f"write-back stopped: {result.stopped}")
+        if result.dead or result.retry:
+            raise SystemExit(f"write-back refused: {(result.dead + result.retry)[:1]}")
+    return time.perf_counter() - started, delivered, created
 
 
 def drive(contacts: int, awards: int) -> dict[str, Any]:

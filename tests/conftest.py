@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import shutil
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -14,6 +13,13 @@ from microcred_sync.project import load_project
 from microcred_sync.settings import Settings
 from microcred_sync.state.store import StateStore
 from microcred_sync.sync.roster import RunOptions, RunOutcome, run_roster
+
+if TYPE_CHECKING:
+    from .databases import Databases, DbConnection
+
+#: Database fixtures and the ``both_databases`` marker (imported by pytest first,
+#: so that its asserts are rewritten).
+pytest_plugins = ["tests.databases"]
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,10 +52,18 @@ def employee_row(number: int, **overrides: str) -> str:
 
 
 class ProjectDir:
-    """A project folder in tmp_path: the repository's config, its own inbox."""
+    """A project folder in tmp_path: the repository's config, its own inbox, and
+    its databases (SQLite under var/ by default, or those the settings name)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, databases: Databases | None = None) -> None:
+        from .databases import Databases
+
         self.root = root
+        self.databases = databases or Databases(
+            "sqlite",
+            f"sqlite:///{root / 'var' / 'state.db'}",
+            f"sqlite:///{root / 'var' / 'platform.db'}",
+        )
         self.inbox = root / "inbox"
         self.inbox.mkdir()
 
@@ -69,11 +83,11 @@ class ProjectDir:
         settings = Settings(root=self.root)
         return StateStore(settings.database_url(settings.state_url))
 
-    def platform(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.root / "var" / "platform.db")
+    def platform(self) -> DbConnection:
+        return self.databases.connect("platform")
 
-    def state(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.root / "var" / "state.db")
+    def state(self) -> DbConnection:
+        return self.databases.connect("state")
 
     def scalar(self, database: str, query: str, *args: object) -> object:
         connection = self.platform() if database == "platform" else self.state()
@@ -84,8 +98,14 @@ class ProjectDir:
 
 
 @pytest.fixture
-def project_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ProjectDir:
-    """A copy of the repository's configuration, reading `inbox/*.csv`."""
+def project_dir(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    database_backend: str,
+    request: pytest.FixtureRequest,
+) -> ProjectDir:
+    """A copy of the repository's configuration, reading `inbox/*.csv`; its
+    databases on PostgreSQL when the test runs there (``both_databases``)."""
     root = tmp_path / "project"
     root.mkdir()
     for folder in ("config", "connectors", "mappings", "scheduler"):
@@ -96,7 +116,12 @@ def project_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ProjectDir:
     connector.write_text(text, encoding="utf-8")
     for name in ("MICROCRED_ROOT", "MICROCRED_STATE_URL", "MICROCRED_PLATFORM_URL"):
         monkeypatch.delenv(name, raising=False)
-    return ProjectDir(root)
+    if database_backend == "sqlite":
+        return ProjectDir(root)
+    databases: Databases = request.getfixturevalue("databases")
+    monkeypatch.setenv("MICROCRED_STATE_URL", databases.state_url)
+    monkeypatch.setenv("MICROCRED_PLATFORM_URL", databases.platform_url)
+    return ProjectDir(root, databases)
 
 
 @pytest.fixture

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +25,16 @@ from rich.progress import (
     TextColumn,
 )
 from rich.table import Table
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import logging as sync_logging
+from . import migrations
 from .changes import REPORTED_KINDS
-from .errors import ConfigError
+from .errors import ConfigError, SyncError
+from .migrations import Schema
+from .ops.alerts import after_run
+from .ops.status import JobStatus, job_statuses, outbox_backlog, status_document
 from .outbox import Outbox
 from .outbox.deliver import DeliverOutcome, run_deliver
 from .platform.sql import SqlPlatform
@@ -35,6 +42,7 @@ from .project import Project, load_project
 from .results.flow import ResultsOutcome, run_results
 from .results.importer import import_rows, read_rows
 from .settings import load_settings
+from .sqlutil import make_engine
 from .state.store import StateStore
 from .sync.roster import RunOptions, RunOutcome, run_roster
 
@@ -79,6 +87,11 @@ class _Group(click.Group):
                 "settings and that the database is reachable and writable",
                 err=True,
             )
+            sys.exit(EXIT_FAILED)
+        except SyncError as exc:
+            # A run's own failures end in its outcome; what escapes a flow (the
+            # job's lock lost mid-run, say) still ends in one line, not a trace.
+            click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_FAILED)
 
 
@@ -137,12 +150,14 @@ def run(
             raise click.UsageError("a deliver job takes no keys and no override")
         deliver_outcome = run_deliver(project, job)
         _print_deliver_summary(deliver_outcome)
+        after_run(project, job, deliver_outcome)
         sys.exit(deliver_outcome.exit_code)
     if project.job(job).flow == "results":
         if selected or allow_mass_deprovision:
             raise click.UsageError("a results job takes no keys and no override")
         results_outcome = run_results(project, job)
         _print_results_summary(results_outcome)
+        after_run(project, job, results_outcome)
         sys.exit(results_outcome.exit_code)
     options = RunOptions(
         only=frozenset(selected) or None, allow_mass_deprovision=allow_mass_deprovision
@@ -152,7 +167,26 @@ def run(
     with _progress(options):
         outcome = run_roster(project, job, options)
     _print_summary(outcome)
+    after_run(project, job, outcome)
     sys.exit(outcome.exit_code)
+
+
+@main.command()
+@click.pass_context
+def schedule(context: click.Context) -> None:
+    """Run the jobs on their schedules until SIGTERM or SIGINT (the daemon).
+
+    Serves /metrics and /healthz on the daemon.http_host and http_port settings.
+    Exits 0 once the running batches have finished and the locks are released,
+    1 when daemon.stop_seconds passed first.
+    """
+    from .scheduler.daemon import serve
+
+    project = _project(context)
+    if not serve(project):
+        # Runs still going: leave without waiting for their threads.
+        logging.shutdown()
+        os._exit(EXIT_FAILED)
 
 
 @main.command()
@@ -189,9 +223,10 @@ def plan(
 
 
 @main.command()
+@click.option("--output", type=click.Choice(["table", "json"]), default="table")
 @click.pass_context
-def status(context: click.Context) -> None:
-    """Each job's last run and its outcome."""
+def status(context: click.Context, output: str) -> None:
+    """Each job's last run, its outcome and next run; the outbox backlog per sink."""
     project = _project(context)
     store = _store(project)
     if store.engine.url.database in (None, "", ":memory:"):
@@ -201,27 +236,15 @@ def status(context: click.Context) -> None:
             "run with these settings",
             err=True,
         )
-    latest = {run.job: run for run in store.latest_runs()}
-    rows: list[tuple[str, ...]] = []
-    for job in project.jobs.values():
-        last = latest.get(job.id)
-        if last is None:
-            rows.append((job.id, job.partner, "never", "-", "-", "-", "-", ""))
-            continue
-        changed = ", ".join(f"{k} {n}" for k, n in last.counts.items() if n) or "none"
-        why = (last.held_reason or last.error or "").split(";")[0]
-        rows.append(
-            (
-                job.id,
-                job.partner,
-                last.started_at.strftime("%Y-%m-%d %H:%M:%S %Z"),
-                last.status,
-                str(last.records_read),
-                str(last.quarantined),
-                changed,
-                why,
-            )
-        )
+    now = datetime.now(UTC)
+    statuses = job_statuses(project, store, now)
+    sinks = sorted({sink for job in project.jobs.values() for sink in job.sinks})
+    backlog = outbox_backlog(store.engine, sinks)
+    if output == "json":
+        document = status_document(statuses, backlog, now)
+        click.echo(json.dumps(document, ensure_ascii=False))
+        return
+    rows = [_status_row(entry) for entry in statuses]
     headers = (
         "job",
         "partner",
@@ -230,9 +253,55 @@ def status(context: click.Context) -> None:
         "read",
         "quarantined",
         "planned changes",
+        "next run",
         "why",
     )
     _table(headers, rows)
+    out.print("")
+    _table(
+        ("sink", "pending", "oldest pending since", "waiting"),
+        [
+            (
+                entry.sink,
+                str(entry.pending),
+                _when(entry.oldest_at),
+                _waited(entry.age_seconds(now)),
+            )
+            for entry in backlog.values()
+        ],
+    )
+
+
+def _status_row(entry: JobStatus) -> tuple[str, ...]:
+    last, upcoming = entry.last, _when(entry.next_run)
+    if last is None:
+        return (entry.job, entry.partner, "never", "-", "-", "-", "-", upcoming, "")
+    changed = ", ".join(f"{k} {n}" for k, n in last.counts.items() if n) or "none"
+    why = (last.held_reason or last.error or "").split(";")[0]
+    return (
+        entry.job,
+        entry.partner,
+        _when(last.started_at),
+        last.status,
+        str(last.records_read),
+        str(last.quarantined),
+        changed,
+        upcoming,
+        why,
+    )
+
+
+def _when(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _waited(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes = int(seconds // 60)
+    return (
+        f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
+    )
 
 
 @main.command()
@@ -435,6 +504,71 @@ def outbox_dead(context: click.Context, job: str) -> None:
         ("id", "sink", "attempts", "reason"),
         [(e.id, e.sink, str(e.attempts), e.last_error or "") for e in entries],
     )
+
+
+@main.group()
+def db() -> None:
+    """The schemas of the state store and the platform database (Alembic)."""
+
+
+_DATABASE = click.option(
+    "--database",
+    type=click.Choice(["state", "platform", "both"]),
+    default="both",
+    show_default=True,
+    help="Which database: the state store, the `sql` platform's, or both.",
+)
+
+
+def _databases(context: click.Context, which: str) -> Iterator[tuple[Schema, Engine]]:
+    """Each selected schema with an engine on its database (settings' URLs)."""
+    settings = load_settings(context.obj.get("root"))
+    sync_logging.configure(settings.log_level, settings.log_format)
+    for schema in migrations.selected(which):
+        url = settings.database_url(getattr(settings, schema.setting))
+        engine = make_engine(url)
+        try:
+            yield schema, engine
+        finally:
+            engine.dispose()
+
+
+@db.command("upgrade")
+@_DATABASE
+@click.pass_context
+def db_upgrade(context: click.Context, database: str) -> None:
+    """Apply the migrations up to the newest revision. A new database gets every
+    table; one made before migrations existed is recognised and stamped first."""
+    for schema, engine in _databases(context, database):
+        before = migrations.upgrade(engine, schema)
+        after = migrations.current(engine, schema).current
+        where = engine.url.render_as_string(hide_password=True)
+        if before.current == after:
+            out.print(f"{schema.name}: already at {after} (head), {where}")
+        elif before.found == "created":
+            out.print(
+                f"{schema.name}: made before migrations: stamped "
+                f"{schema.baseline}, upgraded to {after}, {where}"
+            )
+        else:
+            start = before.current or "an empty database"
+            out.print(f"{schema.name}: upgraded from {start} to {after}, {where}")
+
+
+@db.command("current")
+@_DATABASE
+@click.pass_context
+def db_current(context: click.Context, database: str) -> None:
+    """Show the revision each database is at, and whether it needs an upgrade."""
+    for schema, engine in _databases(context, database):
+        where = engine.url.render_as_string(hide_password=True)
+        path = engine.url.database
+        sqlite = engine.url.get_backend_name() == "sqlite"
+        if sqlite and path and path != ":memory:" and not Path(path).exists():
+            out.print(f"{schema.name}: no database yet, {where}")
+            continue
+        found = migrations.current(engine, schema)
+        out.print(f"{schema.name}: {migrations.describe(found)}, {where}")
 
 
 def _print_results_summary(outcome: ResultsOutcome) -> None:

@@ -10,6 +10,7 @@ The tree::
     │                              nothing is suspended
     ├── RecordRejected             skippable: one record is quarantined, the run goes on
     ├── ApplyError                 fatal for the run: the platform refused a batch
+    ├── RunStopped                 a shutdown asked the run to stop between batches
     └── StateError                 fatal: the state store is not usable
 
 An error's message says what happened and what to do next. Its ``context`` holds the
@@ -68,6 +69,14 @@ class RecordRejected(SyncError):
 
 class ApplyError(SyncError):
     """The platform refused a batch of changes; the batch was rolled back."""
+
+
+class RunStopped(SyncError):
+    """A shutdown (SIGTERM, SIGINT) stopped the run between two batches.
+
+    Every batch applied so far is recorded; nothing is half-done, and the next run
+    of the job goes on from there.
+    """
 
 
 class StateError(SyncError):

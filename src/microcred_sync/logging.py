@@ -1,7 +1,10 @@
 """Logging set-up: run context on every line, JSON when asked, secrets redacted.
 
 Every handler gets ``RedactionFilter``, which masks anything that looks like a
-credential (``password=...``, bearer tokens, URL user info) at every level.
+credential (``password=...``, bearer tokens, URL user info) at every level, and
+``RunContextFilter``, which puts the run id, job and partner of the run in progress
+on every line: a flow enters ``run_context`` when its run starts, so the lines of
+the connectors and sinks it calls carry them too, whatever logger they use.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ import json
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 _SECRET_PATTERNS = (
@@ -21,9 +26,27 @@ _SECRET_PATTERNS = (
 )
 MASK = "[secure]"
 
+#: Secret values this process has read (``secrets.read_secret`` registers them),
+#: masked wherever they appear, whatever the text around them looks like.
+_KNOWN_SECRETS: set[str] = set()
+
+#: Shorter values are not masked on their own: they would mask ordinary words.
+_SHORTEST_MASKED = 6
+
+
+def register_secret(value: str) -> None:
+    """Mask ``value`` in every log line from now on."""
+    if len(value) >= _SHORTEST_MASKED:
+        _KNOWN_SECRETS.add(value)
+
 
 def redact(text: str) -> str:
-    """``text`` with credential-looking parts replaced by ``[secure]``."""
+    """``text`` with credential-looking parts and known secrets replaced by
+    ``[secure]``."""
+    # Longest first, so a secret that contains another is masked whole.
+    for secret in sorted(_KNOWN_SECRETS, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, MASK)
     text = _SECRET_PATTERNS[0].sub(lambda m: f"{m.group(1)}={MASK}", text)
     text = _SECRET_PATTERNS[1].sub(lambda m: f"{m.group(1)}{MASK}", text)
     text = _SECRET_PATTERNS[2].sub(lambda m: f"{m.group(1)}{MASK}", text)
@@ -38,6 +61,42 @@ class RedactionFilter(logging.Filter):
         cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
+        return True
+
+
+#: The run this thread (or task) works for, as ``{"run_id", "job", "partner"}``.
+_RUN: ContextVar[dict[str, str] | None] = ContextVar("microcred_run", default=None)
+
+
+@contextmanager
+def run_context(*, run_id: str, job: str, partner: str) -> Iterator[None]:
+    """Mark every log line written inside the block as one of this run's.
+
+    Context variables do not follow work handed to another thread: code that does
+    so passes ``contextvars.copy_context().run`` to the pool.
+    """
+    token = _RUN.set({"run_id": run_id, "job": job, "partner": partner})
+    try:
+        yield
+    finally:
+        _RUN.reset(token)
+
+
+def current_run() -> dict[str, str] | None:
+    """The run id, job and partner of the run in progress here, if any."""
+    context = _RUN.get()
+    return dict(context) if context else None
+
+
+class RunContextFilter(logging.Filter):
+    """Adds the run in progress to records that do not name one already."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = _RUN.get()
+        if context:
+            for name, value in context.items():
+                if not hasattr(record, name):
+                    setattr(record, name, value)
         return True
 
 
@@ -100,9 +159,14 @@ def run_logger(name: str, *, run_id: str, job: str, partner: str) -> RunLogger:
 
 
 def configure(level: str = "INFO", fmt: str = "text") -> None:
-    """Send microcred-sync's logs to stderr, redacted, in the chosen format."""
+    """Send microcred-sync's logs to stderr, redacted, in the chosen format.
+
+    Plain text (the default) reads well on a terminal; ``json`` writes one object
+    per line for a log collector.
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(RunContextFilter())
     handler.addFilter(RedactionFilter())
     package = logging.getLogger("microcred_sync")
     package.handlers[:] = [handler]

@@ -40,6 +40,9 @@ class Program(_Model):
     title: str
     activity_iri: str = Field(pattern=r"^[a-z][a-z0-9+.-]*://\S+$")
     prerequisites: tuple[str, ...] = ()
+    #: What an award of the program counts towards a learner's credits earned
+    #: (CE credits, ECTS...); None when the program carries none.
+    credits: float | None = Field(default=None, ge=0)
 
 
 class Partner(_Model):

@@ -14,6 +14,7 @@ from .connectors import (
     CONNECTOR_KINDS,
     ConnectorConfig,
     FileSink,
+    HrisSink,
     LrsSink,
     SalesforceConnector,
 )
@@ -116,10 +117,29 @@ def _check_references(project: Project) -> None:
             "partner",
             f"unknown partner {connector.partner!r}",
         )
+        _check_written_back(project, connector_id, connector)
     for partner_id in project.partners:
         _check_prerequisites(project.programs_of(partner_id))
     for job in project.jobs.values():
         _check_job(project, job)
+
+
+def _check_written_back(
+    project: Project, connector_id: str, connector: ConnectorConfig
+) -> None:
+    """The programs whose results a salesforce sink writes back are offered to
+    its partner."""
+    if not isinstance(connector, SalesforceConnector) or connector.writeback is None:
+        return
+    chosen = connector.writeback.results
+    known = project.programs_of(connector.partner)
+    for program in chosen.programs if chosen else ():
+        _expect(
+            program in known,
+            CONNECTORS_DIR / f"{connector_id}.yaml",
+            "writeback.results.programs",
+            f"program {program!r} is not offered to partner {connector.partner!r}",
+        )
 
 
 def _check_job(project: Project, job: Job) -> None:
@@ -165,10 +185,10 @@ def _check_job(project: Project, job: Job) -> None:
 
 def is_sink(config: ConnectorConfig) -> bool:
     """Whether the deliver flow writes to this connector: an lrs or file sink, or
-    a salesforce connector with a ``writeback`` section."""
+    a salesforce connector with a ``writeback`` section, or an hris sink."""
     if isinstance(config, SalesforceConnector):
         return config.writeback is not None
-    return isinstance(config, LrsSink | FileSink)
+    return isinstance(config, LrsSink | FileSink | HrisSink)
 
 
 def is_source(config: ConnectorConfig) -> bool:
@@ -176,7 +196,7 @@ def is_source(config: ConnectorConfig) -> bool:
     ``roster`` section)."""
     if isinstance(config, SalesforceConnector):
         return config.roster is not None
-    return not isinstance(config, LrsSink | FileSink)
+    return not isinstance(config, LrsSink | FileSink | HrisSink)
 
 
 def _check_sinks(project: Project, job: Job) -> None:
@@ -201,8 +221,8 @@ def _check_sinks(project: Project, job: Job) -> None:
             is_sink(config),
             JOBS_FILE,
             f"{where}.sinks",
-            f"connector {sink!r} is not a sink (kind lrs or file, or salesforce "
-            "with writeback)",
+            f"connector {sink!r} is not a sink (kind lrs, file or hris, or "
+            "salesforce with writeback)",
         )
         _expect(
             config.partner == job.partner,

@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from .errors import ConfigError
+from .logging import register_secret
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -22,10 +23,16 @@ def read_secret(name: str, secrets_dir: Path | None) -> SecretStr:
     if not _NAME.match(name):
         raise ConfigError(f"secret name {name!r} is not a valid variable name")
     if name in os.environ:
-        return SecretStr(os.environ[name])
+        return _known(os.environ[name])
     if secrets_dir is not None:
         candidate = secrets_dir / name
         if candidate.is_file():
-            return SecretStr(candidate.read_text(encoding="utf-8").rstrip("\r\n"))
+            return _known(candidate.read_text(encoding="utf-8").rstrip("\r\n"))
     where = f"the environment or {secrets_dir}" if secrets_dir else "the environment"
     raise ConfigError(f"secret {name} is not set in {where}", secret=name)
+
+
+def _known(value: str) -> SecretStr:
+    """``value`` as a secret, which log lines will show masked from now on."""
+    register_secret(value)
+    return SecretStr(value)

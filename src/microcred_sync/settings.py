@@ -13,7 +13,14 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 from pydantic_settings import (
     BaseSettings,
@@ -30,6 +37,73 @@ SETTINGS_FILE = Path("config/settings.toml")
 ENV_PREFIX = "MICROCRED_"
 
 
+class Webhook(BaseModel):
+    """A chat webhook alerts are posted to (Slack or Mattermost incoming webhook).
+
+    Its URL is usually a secret (a Slack one carries its token in the path): name
+    the secret with ``url_secret``; ``url`` is for an endpoint that is no secret.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    url: str | None = None
+    url_secret: str | None = None
+    #: Slack Block Kit blocks beside the plain ``text`` (Mattermost ignores them).
+    blocks: bool = True
+    #: A CA bundle to verify the webhook's certificate with (default: the system's).
+    ca_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_url(self) -> Webhook:
+        if (self.url is None) == (self.url_secret is None):
+            raise ValueError("give exactly one of url or url_secret")
+        return self
+
+
+class AlertSettings(BaseModel):
+    """When and where failed runs, held runs and a stuck outbox are reported."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    webhooks: tuple[Webhook, ...] = ()
+    #: An alert of one job is sent again at most once per this many minutes.
+    repeat_minutes: int = Field(default=60, ge=1)
+    #: A pending outbox row older than this many minutes raises an alert.
+    outbox_age_minutes: int = Field(default=120, ge=1)
+    #: Connect and read timeout of each POST, in seconds.
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    #: POSTs per webhook and alert, the first included.
+    attempts: int = Field(default=4, ge=1, le=10)
+    #: The first wait between two attempts, in seconds; doubled each time.
+    backoff_seconds: float = Field(default=1.0, ge=0, le=60)
+
+    @field_validator("webhooks")
+    @classmethod
+    def _unique_names(cls, webhooks: tuple[Webhook, ...]) -> tuple[Webhook, ...]:
+        names = [webhook.name for webhook in webhooks]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"webhook name {name!r} is used twice")
+        return webhooks
+
+
+class DaemonSettings(BaseModel):
+    """How `microcred-sync schedule` runs: workers, late runs, stopping, its port."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Runs of different jobs at the same time in one daemon.
+    workers: int = Field(default=4, ge=1, le=64)
+    #: How late a run may still start (a job's schedule may give its own).
+    misfire_grace_seconds: int = Field(default=3600, ge=1)
+    #: After SIGTERM or SIGINT, how long running batches get to finish.
+    stop_seconds: float = Field(default=60.0, gt=0, le=3600)
+    #: Where /metrics and /healthz are served; port 0 turns the endpoint off.
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=9464, ge=0, le=65535)
+
+
 class Settings(BaseSettings):
     """Where the state store and platform live, and how runs behave."""
 
@@ -44,6 +118,8 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=5000, ge=1, le=50_000)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
+    alerts: AlertSettings = AlertSettings()
+    daemon: DaemonSettings = DaemonSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -1,34 +1,38 @@
-"""The outbox table and its API on SQLite: idempotent enqueue, one row per
-delivery updated in place (ED-01), due entries, dead letters and requeue."""
+"""The outbox table and its API on SQLite and PostgreSQL: idempotent enqueue, one
+row per delivery updated in place (ED-01), due and claimed entries, dead letters and
+requeue."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select
 
 from microcred_sync.outbox import NewDelivery, Outbox
 from microcred_sync.outbox.errors import OutboxEntryInvalid
 from microcred_sync.state.store import StateStore
+from tests.databases import Databases
 
 from .statements import deliveries, statement
+
+pytestmark = pytest.mark.both_databases
 
 ACTIVITY = "https://courses.example.org/c101"
 
 
 @pytest.fixture
-def outbox() -> Outbox:
-    store = StateStore("sqlite://")
+def outbox(databases: Databases) -> Iterator[Outbox]:
+    store = StateStore(databases.state_url)
     store.create_schema()
-    return Outbox(store.engine)
+    yield Outbox(store.engine)
+    store.close()
 
 
-def test_create_schema_makes_the_outbox_table() -> None:
+def test_create_schema_makes_the_outbox_table(outbox: Outbox) -> None:
     """StateStore.create_schema creates the outbox with the state tables."""
-    store = StateStore("sqlite://")
-    store.create_schema()
-    assert "outbox" in inspect(store.engine).get_table_names()
+    assert "outbox" in inspect(outbox.engine).get_table_names()
 
 
 def test_enqueue_twice_is_a_no_op(outbox: Outbox) -> None:
@@ -146,3 +150,67 @@ def test_requeue_makes_backed_off_entries_due_but_leaves_delivered_alone(
     assert outbox.requeue("lrs", partner="acme") == 1
     assert [e.id for e in outbox.due("lrs", 10)] == [waiting["id"]]
     assert outbox.counts(["lrs"]) == {"pending": 1, "delivered": 1, "dead": 0}
+
+
+def test_claims_share_due_entries_between_runs_without_overlap(outbox: Outbox) -> None:
+    """Two runs claiming in turn get disjoint entries, oldest first, of their
+    partner only; released claims are due again, delivered entries are not."""
+    acme = [statement(ACTIVITY, n) for n in range(8)]
+    outbox.enqueue(deliveries("acme", "lrs", acme))
+    outbox.enqueue(deliveries("globex", "lrs", [statement(ACTIVITY, 99)]))
+    first = outbox.claim("lrs", 3, "run-1", partner="acme")
+    second = outbox.claim("lrs", 10, "run-2", partner="acme")
+    assert [e.id for e in first] == [s["id"] for s in acme[:3]]
+    assert [e.id for e in second] == [s["id"] for s in acme[3:]]
+    assert outbox.claim("lrs", 10, "run-3", partner="acme") == []
+    outbox.mark_delivered("lrs", [e.id for e in first[:2]])
+    assert outbox.renew_claims("run-1") == 1
+    assert outbox.release_claims("lrs", "run-1") == 1
+    assert [e.id for e in outbox.claim("lrs", 10, "run-3")] == [
+        acme[2]["id"],
+        statement(ACTIVITY, 99)["id"],
+    ]
+
+
+def test_a_silent_deliver_run_is_interrupted_a_live_one_is_not(
+    databases: Databases,
+) -> None:
+    """Deliver runs share their job, so a new one does not end the others; but one
+    whose worker stopped beating for longer than a claim lease was killed, and is
+    marked interrupted when the next one starts."""
+    from microcred_sync.outbox.store import CLAIM_LEASE
+    from microcred_sync.state.tables import runs
+
+    store = StateStore(databases.state_url)
+    store.create_schema()
+    try:
+        start = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+        for run_id in ("killed", "alive"):
+            store.start_run(
+                run_id,
+                "acme-deliver",
+                "acme",
+                "deliver",
+                "full",
+                start,
+                exclusive=False,
+                silent_after=CLAIM_LEASE,
+            )
+            store.update_run(run_id, status="applying")
+        later = start + CLAIM_LEASE + timedelta(minutes=1)
+        store.beat("alive", later - timedelta(seconds=30))
+        store.start_run(
+            "next",
+            "acme-deliver",
+            "acme",
+            "deliver",
+            "full",
+            later,
+            exclusive=False,
+            silent_after=CLAIM_LEASE,
+        )
+        with store.engine.connect() as connection:
+            status = dict(connection.execute(select(runs.c.id, runs.c.status)).all())
+    finally:
+        store.close()
+    assert status == {"killed": "interrupted", "alive": "applying", "next": "planning"}

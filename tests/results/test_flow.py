@@ -22,6 +22,9 @@ from microcred_sync.results.importer import import_rows, read_rows
 from microcred_sync.settings import Settings
 from tests.conftest import ProjectDir
 
+#: Each test runs on SQLite and on PostgreSQL (``tests/databases.py``).
+pytestmark = pytest.mark.both_databases
+
 PARTNER = "example-corp"
 DAF = "data-analytics-foundations"
 AML = "applied-machine-learning"

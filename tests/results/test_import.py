@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from microcred_sync.changes import learner_id
@@ -15,6 +16,9 @@ from microcred_sync.cli import main
 from microcred_sync.platform.sql import SqlPlatform
 from microcred_sync.results.importer import import_rows, read_rows
 from tests.conftest import ProjectDir
+
+#: Each test runs on SQLite and on PostgreSQL (``tests/databases.py``).
+pytestmark = pytest.mark.both_databases
 
 PARTNER = "example-corp"
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -61,19 +65,23 @@ def test_csv_results_and_scorm_columns_are_stored_once(
     code, stdout, _ = _import(project_dir, path)
     assert code == 0
     assert "imported 0 results" in stdout and "1 already there" in stdout
-    row = (
-        project_dir.platform()
-        .execute(
+    connection = project_dir.platform()
+    try:
+        row = connection.execute(
             "select learner_id, program_id, recorded_at, completion, success,"
             " score_raw,"
             " score_max, scorm, activity_iri from results"
-        )
-        .fetchall()
-    )
+        ).fetchall()
+    finally:
+        connection.close()
     assert len(row) == 1
     learner, program, recorded, completion, success, raw, top, scorm, activity = row[0]
     assert learner == learner_id(PARTNER, ENROLLED) and program == DAF
-    assert recorded.startswith("2026-11-30 08:15:00")  # stored in UTC
+    # Stored in UTC: SQLite gives the text back, PostgreSQL a time with its zone.
+    if isinstance(recorded, str):
+        assert recorded.startswith("2026-11-30 08:15:00")
+    else:
+        assert recorded == datetime(2026, 11, 30, 8, 15, tzinfo=UTC)
     assert (completion, success, raw, top) == (1, 1, 88.0, 100.0)
     assert json.loads(scorm) == {"cmi.core.lesson_status": "passed"}
     assert activity == f"https://learn.example.org/programs/{DAF}"

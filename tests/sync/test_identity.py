@@ -13,6 +13,9 @@ from microcred_sync.changes import Change, learner_id
 from microcred_sync.platform.sql import SqlPlatform
 from tests.conftest import ProjectDir, employee_row
 
+#: Each test runs on SQLite and on PostgreSQL (``tests/databases.py``).
+pytestmark = pytest.mark.both_databases
+
 JOB = "example-corp-roster"
 
 
@@ -157,6 +160,7 @@ def test_run_logs_carry_run_context_and_no_personal_data(
     )
 
 
+@pytest.mark.sqlite_only("2,500 rows in batches of 7: the planner's logic, not SQL")
 def test_email_taken_earlier_in_the_read_is_caught_across_batches(
     project_dir: ProjectDir,
     employees: Callable[[int], list[str]],

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+
+import pytest
 
 from microcred_sync.state.store import StateStore
+from tests.databases import Databases
+
+pytestmark = pytest.mark.both_databases
 
 START = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 
@@ -30,8 +34,8 @@ def _run(store: StateStore, run_id: str, mode: str, hours: int, bad: str) -> Non
     )
 
 
-def test_latest_full_read_and_the_delta_reads_since(tmp_path: Path) -> None:
-    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+def test_latest_full_read_and_the_delta_reads_since(databases: Databases) -> None:
+    store = StateStore(databases.state_url)
     store.create_schema()
     try:
         _run(store, "a" * 32, "full", 0, "old-full")
@@ -45,8 +49,10 @@ def test_latest_full_read_and_the_delta_reads_since(tmp_path: Path) -> None:
         store.close()
 
 
-def test_a_job_that_never_read_in_full_shows_its_delta_reads(tmp_path: Path) -> None:
-    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+def test_a_job_that_never_read_in_full_shows_its_delta_reads(
+    databases: Databases,
+) -> None:
+    store = StateStore(databases.state_url)
     store.create_schema()
     try:
         _run(store, "c" * 32, "delta", 2, "first")

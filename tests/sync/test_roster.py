@@ -6,7 +6,12 @@ import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from tests.conftest import ProjectDir, employee_row
+
+#: Each test runs on SQLite and on PostgreSQL (``tests/databases.py``).
+pytestmark = pytest.mark.both_databases
 
 JOB = "example-corp-roster"
 
@@ -141,7 +146,7 @@ def _record_result(project_dir: ProjectDir, key: str) -> None:
             "insert into results (id, partner_id, learner_id, program_id,"
             " activity_iri, recorded_at, completion, imported_at)"
             " values ('r1', ?, ?, 'data-analytics-foundations',"
-            " 'https://learn.example.org/a', '2026-11-01 10:00:00', 1,"
+            " 'https://learn.example.org/a', '2026-11-01 10:00:00', true,"
             " '2026-11-01 10:05:00')",
             (partner, learner),
         )
@@ -488,6 +493,7 @@ def test_second_run_of_the_same_job_waits_for_the_lock(
     assert project_dir.run().status == "done"
 
 
+@pytest.mark.sqlite_only("a lease row; an advisory lock ends with its session")
 def test_lock_of_a_killed_process_on_this_host_is_taken_over(
     project_dir: ProjectDir, employees: Callable[[int], list[str]]
 ) -> None:

@@ -6,7 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import pytest
+
 from tests.conftest import ProjectDir, employee_row
+
+#: Each test runs on SQLite and on PostgreSQL (``tests/databases.py``).
+pytestmark = pytest.mark.both_databases
 
 PARTNER = "example-corp"
 DAF = "data-analytics-foundations"

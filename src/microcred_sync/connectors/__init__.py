@@ -6,14 +6,24 @@ from typing import Annotated, cast
 
 from pydantic import Field
 
+from ..outbox.hris import HrisSink
 from ..outbox.sinks import FileSink, LrsSink
 from .csv import CsvConnector
+from .http import HttpConnector
 from .ldap import LdapConnector
 from .salesforce import SalesforceConnector
 
 #: Every kind: sources, then the sinks the deliver flow writes to (salesforce is
 #: both).
-_Kinds = CsvConnector | LdapConnector | SalesforceConnector | LrsSink | FileSink
+_Kinds = (
+    CsvConnector
+    | HttpConnector
+    | LdapConnector
+    | SalesforceConnector
+    | LrsSink
+    | FileSink
+    | HrisSink
+)
 
 #: A connector file, read as the kind its ``kind`` names.
 ConnectorConfig = Annotated[_Kinds, Field(discriminator="kind")]
@@ -26,6 +36,8 @@ __all__ = [
     "ConnectorConfig",
     "CsvConnector",
     "FileSink",
+    "HrisSink",
+    "HttpConnector",
     "LdapConnector",
     "LrsSink",
     "SalesforceConnector",

@@ -68,6 +68,12 @@ class Source(ABC):
         incremental source keeps its new cursor here. Nothing by default."""
         return None
 
+    def reject(self) -> None:
+        """Called once a run that read this source has failed (never after a dry
+        run); a file source sets aside a file it could not read. Nothing by
+        default."""
+        return None
+
     @property
     def full(self) -> bool:
         return True

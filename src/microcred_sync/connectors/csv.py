@@ -6,9 +6,14 @@ and yields one ``Record`` per data row, every value as text (``00123`` stays
 ``00123``). Header names are normalized (``\\ufeffEmployee ID`` -> ``employee_id``) so
 mappings name columns the same way whatever the export tool did to them.
 
+With an ``sftp`` section instead of ``path``, the file is picked up from an SFTP
+server (``sftp.py``: host key, completeness, archive and rejected folders,
+processed files) and parsed here the same way, streamed over the connection.
+
 Errors, all from ``microcred_sync.errors``:
 
-- ``SourceUnavailable``: no file matches, or it cannot be opened.
+- ``SourceUnavailable``: no file matches, or it cannot be opened (and those of
+  ``sftp.py``).
 - ``ReadError``: the file cannot be decoded, has no header, a bad header (empty or
   duplicate names, one column only, a required column missing). Nothing is yielded.
 - ``ReadIncomplete``: the file cannot be parsed from some row on (a quote that never
@@ -22,6 +27,7 @@ from __future__ import annotations
 import codecs
 import csv
 import glob
+import io
 import logging
 import os
 import re
@@ -29,13 +35,14 @@ import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, ClassVar, Literal, TextIO
+from typing import TYPE_CHECKING, BinaryIO, ClassVar, Literal, Protocol, TextIO
 
 from pydantic import Field, field_validator, model_validator
 
 from ..errors import ReadError, ReadIncomplete, SourceUnavailable
 from .base import Record, Source
 from .config import ConnectorBase
+from .sftp import SftpDrop, SftpLocation
 
 if TYPE_CHECKING:
     from _csv import Reader
@@ -97,9 +104,13 @@ class CsvConnector(ConnectorBase):
     """A connector file of kind ``csv``: where the export is and how to read it."""
 
     kind: Literal["csv"]
-    path: str = Field(
+    path: str | None = Field(
+        default=None,
         description="file path or glob, relative to the project root unless absolute;"
-        " of several matches the newest (by modification time, then name) is read"
+        " of several matches the newest (by modification time, then name) is read",
+    )
+    sftp: SftpLocation | None = Field(
+        default=None, description="instead of `path`: pick the file up over SFTP"
     )
     encoding: str = Field(
         default="utf-8", description="text encoding; a leading UTF-8 BOM is accepted"
@@ -155,9 +166,40 @@ class CsvConnector(ConnectorBase):
             raise ValueError("delimiter and quotechar must differ")
         return self
 
+    @model_validator(mode="after")
+    def _path_or_sftp(self) -> CsvConnector:
+        if (self.path is None) == (self.sftp is None):
+            raise ValueError("set either `path` (a local file) or `sftp`, not both")
+        return self
+
     def open_source(self, connector_id: str, root: Path) -> CsvSource:
         """Return the source this connector file describes; nothing is opened yet."""
         return CsvSource(connector_id, root, self)
+
+
+class CsvFile(Protocol):
+    """A file the source parses: a local one, or one on an SFTP server."""
+
+    @property
+    def name(self) -> str: ...
+
+    def open_bytes(self) -> BinaryIO:
+        """Open the file from its start; raises OSError if it cannot be opened."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class _LocalFile:
+    """A file on this machine."""
+
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def open_bytes(self) -> BinaryIO:
+        return self.path.open("rb")
 
 
 @dataclass(slots=True)
@@ -195,10 +237,14 @@ class CsvSource(Source):
         super().__init__(connector_id, root)
         self.config = config
         self._nulls = frozenset(config.null_values)
+        self._drop = None
+        if config.sftp is not None:
+            self._drop = SftpDrop(connector_id, config.partner, config.sftp)
 
     def describe(self) -> str:
         """The connector and the path pattern, e.g. ``csv:hris exports/*.csv``."""
-        return f"{super().describe()} {self.config.path}"
+        where = self._drop.describe() if self._drop else self.config.path
+        return f"{super().describe()} {where}"
 
     def read(self) -> Iterator[Record]:
         """Yield one record per data row, in file order, reading as it goes.
@@ -206,7 +252,23 @@ class CsvSource(Source):
         Raises ``SourceUnavailable`` or ``ReadError`` before the first record, and
         ``ReadIncomplete`` after the last good one (see the module docstring).
         """
-        path = self._pick_file()
+        if self._drop is not None:
+            yield from self._drop.read(self.context, self._read_file)
+            return
+        yield from self._read_file(_LocalFile(self._pick_file()))
+
+    def commit(self) -> None:
+        """After an applied run, an SFTP drop moves its file to the archive."""
+        if self._drop is not None:
+            self._drop.archive()
+
+    def reject(self) -> None:
+        """After a failed run, an SFTP drop sets a file it could not read aside."""
+        if self._drop is not None:
+            self._drop.reject()
+
+    def _read_file(self, path: CsvFile) -> Iterator[Record]:
+        """The records of one file: the dialect first, then row by row."""
         encoding = self._choose_encoding(path)
         delimiter = self.config.delimiter or self._sniff_delimiter(path, encoding)
         logger.debug(
@@ -232,7 +294,7 @@ class CsvSource(Source):
 
     def _pick_file(self) -> Path:
         """The newest file matching the path pattern; ties go to the last name."""
-        pattern = self.config.path
+        pattern = self.config.path or ""
         if not Path(pattern).is_absolute():
             # Only the pattern is a glob; the root is taken literally.
             pattern = os.path.join(glob.escape(str(self.root)), pattern)
@@ -252,10 +314,12 @@ class CsvSource(Source):
             )
         return max(candidates)[2]
 
-    def _open(self, path: Path, encoding: str) -> TextIO:
+    def _open(self, path: CsvFile, encoding: str) -> TextIO:
         """Open the file as text the way the csv module expects (``newline=""``)."""
         try:
-            return path.open(encoding=encoding, errors="strict", newline="")
+            return io.TextIOWrapper(
+                path.open_bytes(), encoding=encoding, errors="strict", newline=""
+            )
         except OSError as error:
             raise SourceUnavailable(
                 f"{path.name} cannot be opened: {error.strerror}",
@@ -264,7 +328,7 @@ class CsvSource(Source):
 
     # -- decoding ----------------------------------------------------------------
 
-    def _choose_encoding(self, path: Path) -> str:
+    def _choose_encoding(self, path: CsvFile) -> str:
         """The encoding to read with: the configured one, else the fallback.
 
         Raises ``ReadError`` naming the first bad byte when neither decodes the
@@ -288,10 +352,12 @@ class CsvSource(Source):
         )
         return _reading_codec(fallback)
 
-    def _find_undecodable(self, path: Path, encoding: str) -> _UndecodableByte | None:
+    def _find_undecodable(
+        self, path: CsvFile, encoding: str
+    ) -> _UndecodableByte | None:
         """Decode the whole file in chunks; return its first bad byte, if any."""
         try:
-            with path.open("rb") as stream:
+            with path.open_bytes() as stream:
                 return _scan_for_undecodable(stream, encoding)
         except OSError as error:
             raise SourceUnavailable(
@@ -300,7 +366,7 @@ class CsvSource(Source):
             ) from error
 
     def _decode_error(
-        self, path: Path, encoding: str, failure: _UndecodableByte, *, hint: bool
+        self, path: CsvFile, encoding: str, failure: _UndecodableByte, *, hint: bool
     ) -> ReadError:
         """The error for a file that is not valid text in ``encoding``."""
         advice = (
@@ -320,7 +386,7 @@ class CsvSource(Source):
 
     # -- the dialect -------------------------------------------------------------
 
-    def _sniff_delimiter(self, path: Path, encoding: str) -> str:
+    def _sniff_delimiter(self, path: CsvFile, encoding: str) -> str:
         """Guess the delimiter from the top of the file, among the candidates."""
         with self._open(path, encoding) as stream:
             sample = _read_sample(stream)
@@ -333,7 +399,7 @@ class CsvSource(Source):
     # -- the header --------------------------------------------------------------
 
     def _read_header(
-        self, reader: Reader, path: Path, delimiter: str
+        self, reader: Reader, path: CsvFile, delimiter: str
     ) -> tuple[str, ...]:
         """Read the first non-blank row as the header and check its names."""
         cells = self._first_row(reader, path)
@@ -353,7 +419,7 @@ class CsvSource(Source):
         self._check_required(path, columns)
         return columns
 
-    def _first_row(self, reader: Reader, path: Path) -> list[str] | None:
+    def _first_row(self, reader: Reader, path: CsvFile) -> list[str] | None:
         """The first row with a non-blank cell, or ``None`` at the end of the file."""
         try:
             for cells in reader:
@@ -367,7 +433,7 @@ class CsvSource(Source):
         return None
 
     def _check_names(
-        self, path: Path, cells: Sequence[str], columns: Sequence[str]
+        self, path: CsvFile, cells: Sequence[str], columns: Sequence[str]
     ) -> None:
         """Every column needs a name of its own once normalized."""
         unnamed = [str(index) for index, name in enumerate(columns, 1) if not name]
@@ -385,7 +451,7 @@ class CsvSource(Source):
                 **self._context(path),
             )
 
-    def _check_required(self, path: Path, columns: Sequence[str]) -> None:
+    def _check_required(self, path: CsvFile, columns: Sequence[str]) -> None:
         """Fail loudly, before any record, when a required column is missing."""
         missing = [name for name in self.config.required_columns if name not in columns]
         if missing:
@@ -398,7 +464,7 @@ class CsvSource(Source):
     # -- the rows ----------------------------------------------------------------
 
     def _read_rows(
-        self, reader: Reader, lines: _Lines, path: Path, columns: tuple[str, ...]
+        self, reader: Reader, lines: _Lines, path: CsvFile, columns: tuple[str, ...]
     ) -> Iterator[Record]:
         """Yield a record per non-blank row; stop with ``ReadIncomplete`` on garbage.
 
@@ -450,7 +516,7 @@ class CsvSource(Source):
             fields=fields, location=f"{file_name}:{line}", line=line, problem=problem
         )
 
-    def _incomplete(self, path: Path, line: int, error: Exception) -> ReadIncomplete:
+    def _incomplete(self, path: CsvFile, line: int, error: Exception) -> ReadIncomplete:
         """The error for a file that cannot be parsed from ``line`` on."""
         return ReadIncomplete(
             f"{path.name}: the row starting on line {line} cannot be read ({error});"
@@ -461,7 +527,7 @@ class CsvSource(Source):
         )
 
     def _truncated(
-        self, path: Path, line: int, cells: int, width: int
+        self, path: CsvFile, line: int, cells: int, width: int
     ) -> ReadIncomplete:
         """The error for a file cut off in the row starting on ``line``."""
         return ReadIncomplete(
@@ -473,7 +539,7 @@ class CsvSource(Source):
             line=line,
         )
 
-    def _context(self, path: Path | None = None) -> dict[str, object]:
+    def _context(self, path: CsvFile | None = None) -> dict[str, object]:
         """What every error of this source names: connector, partner, file."""
         return {
             "connector": self.connector_id,

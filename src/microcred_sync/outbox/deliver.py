@@ -13,6 +13,7 @@ configuration problem raises (``ConfigError``), before anything is written.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -25,25 +26,27 @@ from tenacity import RetryCallState
 
 from ..connectors.salesforce import SalesforceConnector
 from ..connectors.salesforce.writeback import SalesforceWriter, deliver_batch
-from ..errors import ConfigError
-from ..logging import run_logger
+from ..errors import ConfigError, RunStopped
+from ..logging import run_context, run_logger
 from ..project import Project, is_sink
-from ..state.locks import JobLock, JobLocked
 from ..state.store import StateStore
 from .errors import DeliveryRefused, DeliveryStopped, DeliveryTemporary
 from .filesink import FileWriter
+from .hris import HrisSink
+from .hrisclient import HrisClient
+from .hrisclient import deliver_batch as deliver_hris_batch
 from .lrs import LrsClient, PostResult, lrs_auth, lrs_session
 from .retry import beyond_cap, reschedule_delay, retrying
 from .sinks import FileSink, LrsSink
-from .store import Delivery, Outbox
+from .store import CLAIM_LEASE, Delivery, Outbox
 
 logger = logging.getLogger(__name__)
 
-DeliverStatus = Literal["done", "failed"]
+DeliverStatus = Literal["done", "failed", "stopped"]
 
-EXIT_CODES: dict[str, int] = {"done": 0, "failed": 1}
+EXIT_CODES: dict[str, int] = {"done": 0, "failed": 1, "stopped": 1}
 
-#: Seconds between two renewals of the job's lock while batches go out.
+#: Seconds between two renewals of the run's claims while batches go out.
 RENEW_SECONDS = 30.0
 
 #: Batches taken from the outbox per query.
@@ -54,9 +57,11 @@ Log = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
 @dataclass
 class DeliverOptions:
-    """Callbacks of one run: ``on_batch`` gets the size of each batch done."""
+    """Callbacks of one run: ``on_batch`` gets the size of each batch done;
+    ``stop``, once set, ends the run before its next batch."""
 
     on_batch: Callable[[int], None] | None = None
+    stop: threading.Event | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,8 @@ class DeliverOutcome:
     pending: int = 0
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    #: Another run held the job's lock: this one did not start.
+    locked: bool = False
 
     @property
     def exit_code(self) -> int:
@@ -142,13 +149,13 @@ class _Channel:
     def __init__(
         self,
         name: str,
-        config: LrsSink | FileSink | SalesforceConnector,
-        target: LrsClient | FileWriter | SalesforceWriter,
+        config: LrsSink | FileSink | SalesforceConnector | HrisSink,
+        target: LrsClient | FileWriter | SalesforceWriter | HrisClient,
     ) -> None:
         self.name, self.config, self.target = name, config, target
 
     def close(self) -> None:
-        if isinstance(self.target, LrsClient | SalesforceWriter):
+        if isinstance(self.target, LrsClient | SalesforceWriter | HrisClient):
             self.target.close()
 
 
@@ -160,6 +167,10 @@ def _open(project: Project, name: str, partner: str) -> _Channel:
     root = project.settings.root
     if isinstance(config, SalesforceConnector):
         return _salesforce_channel(project, name, config)
+    if isinstance(config, HrisSink):
+        settings = project.settings
+        client = HrisClient.open(config, name, root, settings.secrets_dir)
+        return _Channel(name, config, client)
     assert isinstance(config, LrsSink | FileSink)
     if isinstance(config, FileSink):
         return _Channel(
@@ -203,27 +214,31 @@ class _Run:
         self.outbox = Outbox(store.engine)
 
     def execute(self) -> DeliverOutcome:
-        """Take the job's lock, deliver, record the outcome, release the lock."""
+        """Deliver and record the outcome.
+
+        No job lock: runs of one deliver job (several workers, or replicas) share
+        its backlog, each sending only the entries it claimed (``Outbox.claim``).
+        """
         run_id = uuid.uuid4().hex
         outcome = DeliverOutcome(self.job, self.partner, "done", run_id=run_id)
-        lock = JobLock(self.store.engine, self.job, run_id)
-        try:
-            lock.acquire()
-        except JobLocked as exc:
-            outcome.status, outcome.error, outcome.run_id = "failed", str(exc), None
-            logger.error("%s", exc)
-            return outcome
-        try:
-            self._execute(outcome, lock)
-        finally:
-            lock.release()
+        with run_context(run_id=run_id, job=self.job, partner=self.partner):
+            self._execute(outcome)
         return outcome
 
-    def _execute(self, outcome: DeliverOutcome, lock: JobLock) -> None:
+    def _execute(self, outcome: DeliverOutcome) -> None:
         assert outcome.run_id is not None
         run_id = outcome.run_id
         self.store.start_run(
-            run_id, self.job, self.partner, "deliver", "full", datetime.now(UTC)
+            run_id,
+            self.job,
+            self.partner,
+            "deliver",
+            "full",
+            datetime.now(UTC),
+            exclusive=False,
+            # A worker renews its claims and heartbeat every RENEW_SECONDS: one
+            # silent for a whole claim lease is gone.
+            silent_after=CLAIM_LEASE,
         )
         # "applying" until the end: a run killed meanwhile shows as interrupted.
         self.store.update_run(run_id, status="applying")
@@ -235,10 +250,13 @@ class _Run:
         try:
             for channel in self.channels:
                 try:
-                    _SinkRun(channel, self, outcome, log, lock).run()
+                    _SinkRun(channel, self, outcome, log, run_id).run()
                 except DeliveryStopped as stopped:
                     errors.append(f"{channel.name}: {stopped.message}")
                     log.error("delivery to %s stopped: %s", channel.name, stopped)
+        except RunStopped as exc:
+            outcome.status, outcome.error = "stopped", str(exc)
+            log.warning("run stopped: %s", exc)
         except BaseException as exc:
             self.store.update_run(
                 run_id,
@@ -247,7 +265,7 @@ class _Run:
                 finished_at=datetime.now(UTC),
             )
             raise
-        if errors:
+        if errors and outcome.status != "stopped":
             outcome.status, outcome.error = "failed", "; ".join(errors)
         sinks = [channel.name for channel in self.channels]
         outcome.pending = self.outbox.counts(sinks, partner=self.partner)["pending"]
@@ -306,14 +324,15 @@ class _SinkRun:
         run: _Run,
         outcome: DeliverOutcome,
         log: Log,
-        lock: JobLock,
+        run_id: str,
     ) -> None:
         self.channel, self.name, self.config = channel, channel.name, channel.config
         self.outbox, self.partner, self.options = run.outbox, run.partner, run.options
-        self.outcome, self.log, self.lock = outcome, log, lock
+        self.store = run.store
+        self.outcome, self.log, self.run_id = outcome, log, run_id
         deadline = (
             self.config.deadline_seconds
-            if isinstance(self.config, LrsSink | SalesforceConnector)
+            if isinstance(self.config, LrsSink | SalesforceConnector | HrisSink)
             else None
         )
         self.deadline = time.monotonic() + (deadline or 86_400.0)
@@ -322,7 +341,7 @@ class _SinkRun:
 
     def run(self) -> None:
         """Deliver until nothing is due; raises DeliveryStopped to stop early."""
-        if isinstance(self.config, LrsSink) and not self.config.verify_tls:
+        if isinstance(self.config, LrsSink | HrisSink) and not self.config.verify_tls:
             warning = f"TLS certificate checks are off for sink {self.name}"
             self.log.warning("%s (verify_tls: false)", warning)
             self.outcome.warnings.append(warning)
@@ -332,19 +351,30 @@ class _SinkRun:
                     self._batch(page[start : start + self.config.batch_size])
         finally:
             self.writes.close()
-            if isinstance(self.channel.target, LrsClient):
+            # What this run claimed and did not settle is due again at once.
+            self.outbox.release_claims(self.name, self.run_id)
+            if isinstance(self.channel.target, LrsClient | HrisClient):
                 self.outcome.requests += self.channel.target.requests
                 self.channel.target.requests = 0
             elif isinstance(self.channel.target, SalesforceWriter):
                 self.outcome.requests += self.channel.target.requests
 
     def _page(self) -> list[Delivery]:
-        """The next due entries, once the updates of the last page are made."""
+        """The next due entries, claimed for this run, once the updates of the last
+        page are made."""
         self.writes.drain()
         size = self.config.batch_size * PAGE_BATCHES
-        return self.outbox.due(self.name, size, partner=self.partner)
+        return self.outbox.claim(self.name, size, self.run_id, partner=self.partner)
 
     def _batch(self, batch: list[Delivery]) -> None:
+        if self.options.stop is not None and self.options.stop.is_set():
+            # Before taking the batch: what was sent is marked once the writes
+            # in flight are made (``run`` drains them on the way out).
+            raise RunStopped(
+                "stopped by a shutdown between two batches; the rest waits for "
+                "the next run",
+                sink=self.name,
+            )
         if time.monotonic() >= self.deadline:
             raise DeliveryStopped(
                 "the run's deadline passed; the rest waits for the next run",
@@ -357,15 +387,19 @@ class _SinkRun:
             self.options.on_batch(len(batch))
 
     def _heartbeat(self) -> None:
-        """Renew the job's lock now and then (its lease is minutes long)."""
+        """Renew the run's claims now and then (they hold for minutes)."""
         if time.monotonic() >= self.renew_at:
-            self.lock.renew()
+            self.outbox.renew_claims(self.run_id)
+            self.store.beat(self.run_id)
             self.renew_at = time.monotonic() + RENEW_SECONDS
 
     def _send(self, batch: list[Delivery]) -> None:
         target = self.channel.target
         if isinstance(target, SalesforceWriter):
             self._write_back(target, batch)
+            return
+        if isinstance(target, HrisClient):
+            self._record_completions(target, batch)
             return
         if isinstance(target, FileWriter):
             written, held = target.write(batch)
@@ -384,6 +418,23 @@ class _SinkRun:
             self._dead(batch[0], refused.message)
             return
         self._delivered(batch, result)
+
+    def _record_completions(self, client: HrisClient, batch: list[Delivery]) -> None:
+        """An hris sink's batch, one record per request (``outbox/hrisclient.py``
+        records each outcome); a stop (429 beyond the cap, credentials) ends this
+        sink's run, what was not sent staying queued."""
+        self.writes.drain()
+        result = deliver_hris_batch(
+            client, self.outbox, self.name, batch, deadline=self.deadline, log=self.log
+        )
+        self.outcome.delivered += len(result.stored)
+        self.outcome.already_stored += len(result.held)
+        self.outcome.retried += result.retried
+        self.outcome.dead.extend(
+            DeadLetter(ident, self.name, reason) for ident, reason in result.dead
+        )
+        if result.stopped is not None:
+            raise result.stopped
 
     def _write_back(self, writer: SalesforceWriter, batch: list[Delivery]) -> None:
         """A salesforce sink's batch: ``deliver_batch`` records each record's own

@@ -10,11 +10,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import orjson
-from sqlalchemy import Engine, Row, func, select, update
+from sqlalchemy import Engine, Row, bindparam, func, or_, select, update
 
 from ..sqlutil import upsert
 from .errors import OutboxEntryInvalid
@@ -28,6 +28,10 @@ STATUSES: tuple[str, ...] = ("pending", "delivered", "dead")
 
 #: Ids per IN list; well under every database's limit on bound parameters.
 CHUNK = 500
+
+#: How long a deliver run's claim on an entry holds unless renewed: longer than a
+#: batch with its retries takes (the run renews its claims after each batch).
+CLAIM_LEASE = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,101 @@ class Outbox:
             upsert(connection, outbox, fresh, keys=("sink", "id"), update=())
         return len(fresh)
 
+    def replace(
+        self, deliveries: Iterable[NewDelivery], now: datetime | None = None
+    ) -> int:
+        """Store each of ``deliveries`` as the latest state of its id ("latest
+        state wins"), in one transaction; returns how many were new or changed.
+
+        For entries whose payload is a whole state (a learner's Contact fields):
+        one not there yet is stored as pending; one there with another payload
+        takes the new one and is pending again, whatever its status (the error
+        cleared; a pending one keeps its wait after a failure and its claim, a
+        delivered or dead one is due now); one with the same payload is left as
+        it is. A run that sent the older payload
+        settles it with ``record_sent``, which leaves the newer one pending.
+        Raises OutboxEntryInvalid, with nothing stored, as ``enqueue`` does.
+        """
+        now = now or datetime.now(UTC)
+        latest: dict[tuple[str, str], NewDelivery] = {}
+        for delivery in deliveries:
+            _check(delivery)
+            latest[(delivery.sink, delivery.id)] = delivery
+        if not latest:
+            return 0
+        with self.engine.begin() as connection:
+            stored = self._stored(connection, list(latest))
+            fresh: list[dict[str, Any]] = []
+            changed: list[dict[str, Any]] = []
+            for position, (key, delivery) in enumerate(latest.items()):
+                row = _row(delivery, position, now)
+                if key not in stored:
+                    fresh.append(row)
+                    continue
+                payload, status, next_attempt_at, claimed_until = stored[key]
+                if payload == row["payload"]:
+                    continue
+                # A pending entry may be on the wire: its run keeps its claim and
+                # settles it with record_sent. A delivered or dead one is free.
+                pending = status == "pending"
+                changed.append(
+                    {
+                        "b_sink": delivery.sink,
+                        "b_id": delivery.id,
+                        "b_payload": row["payload"],
+                        "b_run_id": delivery.run_id,
+                        "b_next": next_attempt_at if pending else now,
+                        "b_claimed_until": claimed_until if pending else None,
+                    }
+                )
+            upsert(connection, outbox, fresh, keys=("sink", "id"), update=())
+            if changed:
+                statement = (
+                    update(outbox)
+                    .where(
+                        outbox.c.sink == bindparam("b_sink"),
+                        outbox.c.id == bindparam("b_id"),
+                    )
+                    .values(
+                        payload=bindparam("b_payload"),
+                        status="pending",
+                        next_attempt_at=bindparam("b_next"),
+                        last_error=None,
+                        delivered_at=None,
+                        run_id=bindparam("b_run_id"),
+                        claimed_until=bindparam("b_claimed_until"),
+                    )
+                )
+                connection.execute(statement, changed)
+        return len(fresh) + len(changed)
+
+    @staticmethod
+    def _stored(
+        connection: Any, keys: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[str, str, datetime, datetime | None]]:
+        """Payload, status, next attempt and claim of the entries among ``keys``."""
+        by_sink: dict[str, list[str]] = {}
+        for sink, ident in keys:
+            by_sink.setdefault(sink, []).append(ident)
+        stored: dict[tuple[str, str], tuple[str, str, datetime, datetime | None]] = {}
+        for sink, ids in by_sink.items():
+            for chunk in _chunks(ids):
+                query = select(
+                    outbox.c.id,
+                    outbox.c.payload,
+                    outbox.c.status,
+                    outbox.c.next_attempt_at,
+                    outbox.c.claimed_until,
+                ).where(outbox.c.sink == sink, outbox.c.id.in_(chunk))
+                for row in connection.execute(query):
+                    stored[(sink, row.id)] = (
+                        row.payload,
+                        row.status,
+                        _aware(row.next_attempt_at) or row.next_attempt_at,
+                        row.claimed_until,
+                    )
+        return stored
+
     @staticmethod
     def _known(connection: Any, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
         by_sink: dict[str, list[str]] = {}
@@ -152,6 +251,90 @@ class Outbox:
         with self.engine.connect() as connection:
             return [_delivery(row) for row in connection.execute(query)]
 
+    def claim(
+        self,
+        sink: str,
+        limit: int,
+        run_id: str,
+        *,
+        partner: str | None = None,
+        now: datetime | None = None,
+        lease: timedelta = CLAIM_LEASE,
+    ) -> list[Delivery]:
+        """Claim up to ``limit`` due entries of ``sink`` for the deliver run
+        ``run_id``, oldest first: pending, next attempt due, and not claimed by a run
+        whose claim still holds; only ``partner``'s when given.
+
+        One statement picks and claims, so two runs never get the same entry: on
+        PostgreSQL the picking skips rows another run is claiming at that moment
+        (``FOR UPDATE SKIP LOCKED``) rather than waiting for it; SQLite has one
+        writer at a time. The claim holds until ``now + lease``; ``renew_claims``
+        extends it while the run goes on, and a dead run's entries are due again
+        once it runs out.
+        """
+        now = now or datetime.now(UTC)
+        picked = (
+            select(outbox.c.id)
+            .where(
+                outbox.c.sink == sink,
+                outbox.c.status == "pending",
+                outbox.c.next_attempt_at <= now,
+                or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until <= now),
+            )
+            .order_by(outbox.c.created_at, outbox.c.position, outbox.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        if partner is not None:
+            picked = picked.where(outbox.c.partner == partner)
+        # Picked once, in a materialized CTE: as a plain IN subquery PostgreSQL may
+        # run it again for the UPDATE and claim more than ``limit`` entries.
+        chosen = picked.cte("picked").prefix_with("MATERIALIZED")
+        statement = (
+            update(outbox)
+            .where(outbox.c.sink == sink, outbox.c.id.in_(select(chosen.c.id)))
+            .values(claimed_by=run_id, claimed_until=now + lease)
+            .returning(*outbox.c)
+        )
+        with self.engine.begin() as connection:
+            rows = list(connection.execute(statement))
+        # RETURNING gives no order; the entries go out in the order they came in.
+        rows.sort(key=lambda row: (row.created_at, row.position, row.id))
+        return [_delivery(row) for row in rows]
+
+    def renew_claims(
+        self, run_id: str, now: datetime | None = None, lease: timedelta = CLAIM_LEASE
+    ) -> int:
+        """Extend the claims of ``run_id`` on entries still pending to ``now +
+        lease``; returns how many it holds."""
+        now = now or datetime.now(UTC)
+        query = (
+            update(outbox)
+            .where(outbox.c.claimed_by == run_id, outbox.c.status == "pending")
+            .values(claimed_until=now + lease)
+        )
+        with self.engine.begin() as connection:
+            return int(connection.execute(query).rowcount)
+
+    def release_claims(self, sink: str, run_id: str) -> int:
+        """End the claims of ``run_id`` on ``sink``'s entries (at the end of its
+        run): those still pending may be taken by another run when they are due;
+        settled ones keep ``claimed_by``, the run that sent them. Returns how many
+        pending entries were released."""
+        query = (
+            update(outbox)
+            .where(
+                outbox.c.sink == sink,
+                outbox.c.claimed_by == run_id,
+                outbox.c.claimed_until.is_not(None),
+            )
+            .values(claimed_until=None)
+            .returning(outbox.c.status)
+        )
+        with self.engine.begin() as connection:
+            statuses = connection.execute(query).scalars().all()
+        return sum(1 for status in statuses if status == "pending")
+
     def mark_delivered(
         self, sink: str, ids: Sequence[str], now: datetime | None = None
     ) -> None:
@@ -193,6 +376,47 @@ class Outbox:
             attempts=outbox.c.attempts + 1,
         )
 
+    def record_sent(
+        self,
+        sink: str,
+        sent: Sequence[Delivery],
+        status: Status,
+        *,
+        error: str | None = None,
+        retry_at: datetime | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """Record an attempt of the entries ``sent`` as ``mark_delivered``
+        (``delivered``), ``record_failure`` (``pending``, until ``retry_at``) or
+        ``dead_letter`` (``dead``) do, on the rows that still hold the payload
+        that was sent: one ``replace`` gave a newer payload meanwhile stays as
+        that left it, to be sent in its turn.
+
+        Raises ValueError for ``pending`` without ``retry_at``.
+        """
+        now = now or datetime.now(UTC)
+        values: dict[str, Any] = {"attempts": outbox.c.attempts + 1}
+        if status == "delivered":
+            values.update(status="delivered", delivered_at=now, last_error=None)
+        elif status == "dead":
+            values.update(status="dead", last_error=error, next_attempt_at=now)
+        elif retry_at is None:
+            raise ValueError("a failed attempt needs the time of the next one")
+        else:
+            values.update(last_error=error, next_attempt_at=retry_at)
+        query = update(outbox).where(
+            outbox.c.sink == sink,
+            outbox.c.id == bindparam("b_id"),
+            outbox.c.payload == bindparam("b_payload"),
+        )
+        if status != "delivered":
+            query = query.where(outbox.c.status == "pending")
+        parameters = [{"b_id": entry.id, "b_payload": entry.payload} for entry in sent]
+        if not parameters:
+            return
+        with self.engine.begin() as connection:
+            connection.execute(query.values(**values), parameters)
+
     def requeue(
         self,
         sink: str,
@@ -211,7 +435,8 @@ class Outbox:
                 (outbox.c.status == "dead")
                 | ((outbox.c.status == "pending") & (outbox.c.next_attempt_at > now)),
             )
-            .values(status="pending", next_attempt_at=now)
+            # An operator's retry is due for any run, whoever claimed it last.
+            .values(status="pending", next_attempt_at=now, claimed_until=None)
         )
         if partner is not None:
             query = query.where(outbox.c.partner == partner)

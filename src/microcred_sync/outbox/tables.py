@@ -32,5 +32,10 @@ outbox = Table(
     Column("delivered_at", DateTime(timezone=True)),
     #: The run that enqueued it (a results run), when there was one.
     Column("run_id", String(32)),
+    #: The deliver run that claimed it last, and until when its claim holds: a
+    #: claimed entry is left to that run; one whose claim ran out (its run died)
+    #: is due again. Kept once delivered: the run that sent it.
+    Column("claimed_by", String(32)),
+    Column("claimed_until", DateTime(timezone=True)),
     Index("ix_outbox_due", "sink", "status", "created_at", "position"),
 )

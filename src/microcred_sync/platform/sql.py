@@ -21,6 +21,7 @@ from ..changes import Change, enrollment_id
 from ..errors import ApplyError
 from ..learners import DATE_FIELDS, LEARNER_FIELDS
 from ..mappings.emails import normalize_email
+from ..migrations import PLATFORM, prepare, require_current
 from ..partners import Partner, Program
 from ..results.records import AwardRecord, ResultRecord, Score
 from ..sqlutil import (
@@ -32,7 +33,7 @@ from ..sqlutil import (
 )
 from .base import Platform
 from .tables import awards as awards_table
-from .tables import enrollments, learners, metadata, partners, programs
+from .tables import enrollments, learners, partners, programs
 from .tables import learners as learners_table
 from .tables import results as results_table
 
@@ -64,10 +65,18 @@ class SqlPlatform(Platform):
         platform = cls(sqlite_or_memory(url))
         if platform.engine.url.database in (None, "", ":memory:"):
             platform.create_schema()
+        else:
+            try:
+                require_current(platform.engine, PLATFORM)
+            except BaseException:
+                platform.close()
+                raise
         return platform
 
     def create_schema(self) -> None:
-        metadata.create_all(self.engine)
+        """Migrate a new database to the current schema, or check that an existing
+        one is at it (``migrations.prepare``); ConfigError when it is behind."""
+        prepare(self.engine, PLATFORM)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -370,6 +379,37 @@ class SqlPlatform(Platform):
             )
             for row in self._page(awards_table, partner, after, limit)
         ]
+
+    def awards_of(
+        self, partner: str, learner_ids: Iterable[str]
+    ) -> dict[str, list[AwardRecord]]:
+        """Every award of the partner's learners among ``learner_ids``, by learner
+        (a learner without an award is absent)."""
+        ids = sorted(set(learner_ids))
+        found: dict[str, list[AwardRecord]] = defaultdict(list)
+        with self.engine.connect() as connection:
+            for start in range(0, len(ids), LOOKUP_CHUNK):
+                chunk = ids[start : start + LOOKUP_CHUNK]
+                query = (
+                    select(awards_table)
+                    .where(
+                        awards_table.c.partner_id == partner,
+                        awards_table.c.learner_id.in_(chunk),
+                    )
+                    .order_by(awards_table.c.learner_id, awards_table.c.id)
+                )
+                for row in connection.execute(query):
+                    found[row.learner_id].append(
+                        AwardRecord(
+                            row.id,
+                            partner,
+                            row.learner_id,
+                            row.program_id,
+                            _utc(row.issued_at),
+                            _utc(row.imported_at),
+                        )
+                    )
+        return dict(found)
 
     def _page(
         self, table: Table, partner: str, after: tuple[datetime, str], limit: int

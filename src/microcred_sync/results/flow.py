@@ -15,20 +15,28 @@ to a sink: the ``deliver`` flow does.
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import orjson
 
 from ..changes import enrollment_id
 from ..connectors.salesforce import SalesforceConnector
-from ..connectors.salesforce.writeback import writeback_delivery
-from ..errors import ConfigError, SyncError
-from ..logging import run_logger
+from ..connectors.salesforce.deliveries import (
+    contact_delivery,
+    result_writeback_delivery,
+    writeback_delivery,
+)
+from ..errors import ConfigError, RunStopped, SyncError
+from ..logging import run_context, run_logger
 from ..mappings.spec import StatementsSpec
+from ..outbox.hris import HrisSink
+from ..outbox.hrisclient import hris_delivery
 from ..outbox.store import NewDelivery, Outbox
 from ..partners import Program
 from ..platform.sql import LearnerIdentityRow, SqlPlatform
@@ -69,6 +77,8 @@ class ResultsOutcome:
     quarantined: int = 0
     error: str | None = None
     reasons: list[str] = field(default_factory=list)
+    #: Another run held the job's lock: this one did not start.
+    locked: bool = False
 
     @property
     def exit_code(self) -> int:
@@ -76,10 +86,14 @@ class ResultsOutcome:
 
 
 def run_results(
-    project: Project, job_id: str, now: datetime | None = None
+    project: Project,
+    job_id: str,
+    now: datetime | None = None,
+    stop: threading.Event | None = None,
 ) -> ResultsOutcome:
     """Run one results job to its end; raises ConfigError before writing anything
-    when the job cannot run."""
+    when the job cannot run. Once ``stop`` is set, the run ends after the page in
+    hand (its cursor stays where it was: the next run reads those pages again)."""
     job = project.job(job_id)
     if job.flow != "results":
         raise ConfigError(f"job {job.id} is a {job.flow} job, not a results job")
@@ -102,6 +116,7 @@ def run_results(
             lock.acquire()
         except JobLocked as exc:
             outcome.status, outcome.error = "failed", str(exc)
+            outcome.locked = True
             return outcome
         try:
             outcome.run_id = run_id
@@ -114,7 +129,9 @@ def run_results(
                 store,
                 platform,
             )
-            run.execute(CursorStore(state_url), outcome, lock)
+            run.stop = stop
+            with run_context(run_id=run_id, job=job.id, partner=partner.id):
+                run.execute(CursorStore(state_url), outcome, lock)
         finally:
             lock.release()
     finally:
@@ -242,23 +259,28 @@ class _Skip(Exception):
 
 @dataclass(frozen=True)
 class _Sinks:
-    """A job's sinks by what they take: xAPI statements (an LRS, a file), or
-    write-backs of awards to a CRM (a salesforce connector)."""
+    """A job's sinks by what they take: xAPI statements (an LRS, a file),
+    write-backs of awards to a CRM (a salesforce connector), or completions
+    recorded in an HRIS (an hris sink)."""
 
     statements: tuple[str, ...]
     writebacks: tuple[tuple[str, SalesforceConnector], ...]
+    hris: tuple[tuple[str, HrisSink], ...] = ()
 
     @classmethod
     def of(cls, project: Project, names: Sequence[str]) -> _Sinks:
         statements: list[str] = []
         writebacks: list[tuple[str, SalesforceConnector]] = []
+        hris: list[tuple[str, HrisSink]] = []
         for name in names:
             config = project.connectors[name]
             if isinstance(config, SalesforceConnector):
                 writebacks.append((name, config))
+            elif isinstance(config, HrisSink):
+                hris.append((name, config))
             else:
                 statements.append(name)
-        return cls(tuple(statements), tuple(writebacks))
+        return cls(tuple(statements), tuple(writebacks), tuple(hris))
 
 
 class _Run:
@@ -278,6 +300,7 @@ class _Run:
         self.store, self.platform = store, platform
         self.outbox = Outbox(store.engine)
         self.log = run_logger(__name__, run_id=run_id, job=job, partner=partner)
+        self.stop: threading.Event | None = None
 
     def execute(
         self, cursors: CursorStore, outcome: ResultsOutcome, lock: JobLock
@@ -292,6 +315,9 @@ class _Run:
         try:
             newest = max(newest, self._results(since, outcome, lock))
             newest = max(newest, self._awards(since, outcome, lock))
+        except RunStopped as exc:
+            outcome.status, outcome.error = "stopped", str(exc)
+            self.log.warning("results run stopped: %s", exc)
         except SyncError as exc:
             outcome.status, outcome.error = "failed", str(exc)
             self.log.error("results run failed: %s", exc)
@@ -321,6 +347,17 @@ class _Run:
             outcome.quarantined,
         )
 
+    def _page_done(self, lock: JobLock) -> None:
+        """Renew the job's lock; stop here if a shutdown asked to."""
+        lock.renew()
+        if self.stop is not None and self.stop.is_set():
+            raise RunStopped(
+                "stopped by a shutdown after a recorded page; the next run reads "
+                "from the same cursor",
+                job=self.job,
+                run=self.run_id,
+            )
+
     def _results(
         self, since: datetime, outcome: ResultsOutcome, lock: JobLock
     ) -> datetime:
@@ -329,22 +366,28 @@ class _Run:
             learners = self._learners(record.learner_id for record in page)
             statements: list[dict[str, Any]] = []
             problems: list[tuple[str, str]] = []
+            writebacks: list[NewDelivery] = []
             for result in page:
                 try:
-                    statement = self.builder.result(
-                        result, self._learner(learners, result.learner_id)
-                    )
-                except (_Skip, SyncError) as exc:
+                    learner = self._learner(learners, result.learner_id)
+                except _Skip as exc:
                     problems.append((f"result {result.id}", _reason(exc)))
                     continue
+                # Each sink on its own: what one cannot take, the others still get.
+                try:
+                    statement = self.builder.result(result, learner)
+                except (SyncError, ValueError) as exc:
+                    problems.append((f"result {result.id}", _reason(exc)))
+                    statement = None
+                writebacks += self._result_writebacks(result, learner, problems)
                 if statement is not None:
                     statements.append(statement)
-            self._record(statements, problems, outcome)
+            self._record(statements, problems, outcome, writebacks)
             outcome.results += len(page)
             last = page[-1]
             after = (last.imported_at or since, last.id)
             newest = max(newest, after[0])
-            lock.renew()
+            self._page_done(lock)
         return newest
 
     def _awards(
@@ -358,22 +401,29 @@ class _Run:
             completions: list[tuple[str, str, datetime]] = []
             credentials: list[tuple[str, str, str]] = []
             writebacks: list[NewDelivery] = []
+            awarded: dict[str, LearnerIdentityRow] = {}
             for award in page:
                 statement: dict[str, Any] | None = None
                 credential: str | None = None
                 try:
                     learner = self._learner(learners, award.learner_id)
-                    if self.sinks.statements:
-                        statement, credential = self.builder.award(award, learner)
-                    writebacks += self._writebacks(award, learner)
-                except (_Skip, SyncError, ValueError) as exc:
+                except _Skip as exc:
                     problems.append((f"award {award.id}", _reason(exc)))
                     continue
+                # Each sink on its own: a write-back that lacks its key does not
+                # hold back the statement, nor the statement the write-backs.
+                if self.sinks.statements:
+                    try:
+                        statement, credential = self.builder.award(award, learner)
+                    except (SyncError, ValueError) as exc:
+                        problems.append((f"award {award.id}", _reason(exc)))
+                writebacks += self._writebacks(award, learner, problems)
                 if statement is not None:
                     statements.append(statement)
                 completions.append(
                     (learner.external_key, award.program, award.issued_at)
                 )
+                awarded[learner.id] = learner
                 if credential is not None:
                     credentials.append(
                         (
@@ -383,33 +433,109 @@ class _Run:
                         )
                     )
             self._record(statements, problems, outcome, writebacks)
+            # After the awards' own entries: the learners' Contacts, latest wins.
+            contacts = self._contacts(list(awarded.values()))
+            outcome.enqueued += self.outbox.replace(contacts)
             self.store.record_completions(self.partner, completions)
             self.store.record_credentials(self.partner, credentials)
             outcome.awards += len(page)
             last = page[-1]
             after = (last.imported_at or since, last.id)
             newest = max(newest, after[0])
-            lock.renew()
+            self._page_done(lock)
         return newest
 
     def _writebacks(
-        self, award: AwardRecord, learner: LearnerIdentityRow
+        self,
+        award: AwardRecord,
+        learner: LearnerIdentityRow,
+        problems: list[tuple[str, str]],
     ) -> list[NewDelivery]:
-        """The award's write-backs, one per CRM sink; raises ValueError when the
-        award lacks what a sink keys its records by."""
+        """The award's write-backs, one per CRM sink and one per HRIS sink (the
+        award is the completion the HRIS records). A sink that cannot take it
+        (the award lacks what the sink keys its records by) adds to ``problems``."""
         program = self.builder.program(award.program)
-        return [
-            writeback_delivery(
+        options = {
+            "program_title": program.name,
+            "credential_id": badges.credential_id(self.partner, award.id),
+            "run_id": self.run_id,
+        }
+        makers: list[tuple[str, Callable[[], NewDelivery | None]]] = []
+        for name, config in self.sinks.writebacks:
+            makers.append(
+                (
+                    name,
+                    partial(
+                        writeback_delivery, config, name, award, learner, **options
+                    ),
+                )
+            )
+        for name, hris in self.sinks.hris:
+            makers.append(
+                (name, partial(hris_delivery, hris, name, award, learner, **options))
+            )
+        return _each_sink(f"award {award.id}", makers, problems)
+
+    def _result_writebacks(
+        self,
+        result: ResultRecord,
+        learner: LearnerIdentityRow,
+        problems: list[tuple[str, str]],
+    ) -> list[NewDelivery]:
+        """The result's write-backs, to the CRM sinks whose ``results`` take it;
+        a sink that cannot take it adds to ``problems``."""
+        sinks = [
+            (name, config)
+            for name, config in self.sinks.writebacks
+            if config.writeback is not None and config.writeback.results is not None
+        ]
+        if not sinks:
+            return []
+        outcome = _outcome(result)
+        title = self.builder.program(result.program).name
+        makers: list[tuple[str, Callable[[], NewDelivery | None]]] = [
+            (
+                name,
+                partial(
+                    result_writeback_delivery,
+                    config,
+                    name,
+                    result,
+                    learner,
+                    outcome,
+                    program_title=title,
+                    run_id=self.run_id,
+                ),
+            )
+            for name, config in sinks
+        ]
+        return _each_sink(f"result {result.id}", makers, problems)
+
+    def _contacts(self, learners: Sequence[LearnerIdentityRow]) -> list[NewDelivery]:
+        """The Contact state of learners who got an award, per CRM sink that sets
+        Contact fields, from all of each learner's awards: whole whatever order
+        the awards came in, so the newest state is also the right one."""
+        sinks = [
+            (name, config)
+            for name, config in self.sinks.writebacks
+            if config.writeback is not None and config.writeback.contact is not None
+        ]
+        if not sinks or not learners:
+            return []
+        awards = self.platform.awards_of(self.partner, [row.id for row in learners])
+        found = (
+            contact_delivery(
                 config,
                 name,
-                award,
                 learner,
-                program_title=program.name,
-                credential_id=badges.credential_id(self.partner, award.id),
+                awards.get(learner.id, ()),
+                self.builder.programs,
                 run_id=self.run_id,
             )
-            for name, config in self.sinks.writebacks
-        ]
+            for learner in learners
+            for name, config in sinks
+        )
+        return [delivery for delivery in found if delivery is not None]
 
     def _learners(self, ids: Any) -> dict[str, LearnerIdentityRow]:
         return self.platform.learner_identities(self.partner, sorted(set(ids)))
@@ -462,6 +588,25 @@ class _Run:
             for location, reason in problems:
                 self.log.warning("quarantined %s: %s", location, reason)
             outcome.quarantined += len(problems)
+
+
+def _each_sink(
+    location: str,
+    makers: Sequence[tuple[str, Callable[[], NewDelivery | None]]],
+    problems: list[tuple[str, str]],
+) -> list[NewDelivery]:
+    """The deliveries ``makers`` build, one sink at a time; a sink that cannot
+    take the record is a problem of that sink alone (``award X for sink``)."""
+    found: list[NewDelivery] = []
+    for sink, make in makers:
+        try:
+            delivery = make()
+        except (SyncError, ValueError) as exc:
+            problems.append((f"{location} for {sink}", _reason(exc)))
+            continue
+        if delivery is not None:
+            found.append(delivery)
+    return found
 
 
 def _identity(learner: LearnerIdentityRow) -> xapi.LearnerIdentity:

@@ -36,14 +36,22 @@ _CRON_TOKEN = re.compile(r"^[0-9a-z*,/-]+$")
 
 
 class Schedule(BaseModel):
-    """When a job runs: a cron expression in a time zone, or an interval."""
+    """When a job runs: a cron expression in a time zone, or an interval.
+
+    ``interval_seconds`` is for short intervals (tests, a busy outbox); operators
+    mostly give minutes. ``misfire_grace_seconds``, when given, replaces the
+    daemon's setting for this job: how late a run may still start (after a
+    restart, a suspended host, or a run that overran its slot).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     cron: str | None = None
     interval_minutes: int | None = Field(default=None, ge=1)
+    interval_seconds: int | None = Field(default=None, ge=1)
     timezone: str = "UTC"
     jitter_seconds: int = Field(default=0, ge=0)
+    misfire_grace_seconds: int | None = Field(default=None, ge=1)
 
     @field_validator("timezone")
     @classmethod
@@ -72,9 +80,19 @@ class Schedule(BaseModel):
 
     @model_validator(mode="after")
     def _one_kind(self) -> Schedule:
-        if (self.cron is None) == (self.interval_minutes is None):
-            raise ValueError("give exactly one of cron or interval_minutes")
+        given = [self.cron, self.interval_minutes, self.interval_seconds]
+        if sum(value is not None for value in given) != 1:
+            raise ValueError(
+                "give exactly one of cron, interval_minutes or interval_seconds"
+            )
         return self
+
+    @property
+    def interval(self) -> int | None:
+        """The interval in seconds, for an interval schedule."""
+        if self.interval_seconds is not None:
+            return self.interval_seconds
+        return None if self.interval_minutes is None else self.interval_minutes * 60
 
 
 class Job(BaseModel):

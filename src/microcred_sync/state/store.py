@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 from sqlalchemy import Engine, Row, and_, func, or_, select, update
 
 from ..changes import Change, Snapshot, SnapshotHead
+from ..migrations import STATE, prepare, require_current
 from ..sqlutil import (
     driver_rows,
     execute_many,
@@ -31,7 +32,6 @@ from .tables import (
     changes,
     completions,
     credentials,
-    metadata,
     quarantine,
     runs,
     snapshots,
@@ -105,15 +105,27 @@ class StateStore:
     @classmethod
     def existing(cls, url: str) -> StateStore:
         """The store at ``url`` to read from without writing: when its SQLite file
-        does not exist yet, an empty store in memory stands in for it."""
+        does not exist yet, an empty store in memory stands in for it. Raises
+        ConfigError when the database needs `microcred-sync db upgrade`."""
         store = cls(sqlite_or_memory(url))
         if store.engine.url.database in (None, "", ":memory:"):
             store.create_schema()
+        else:
+            try:
+                require_current(store.engine, STATE)
+            except BaseException:
+                store.close()
+                raise
         return store
 
     def create_schema(self) -> None:
-        """Create the tables that do not exist yet."""
-        metadata.create_all(self.engine)
+        """Migrate a new database to the current schema, or check that an existing
+        one is at it (``migrations.prepare``).
+
+        Raises ConfigError, with nothing written, when the database is behind and
+        needs `microcred-sync db upgrade`.
+        """
+        prepare(self.engine, STATE)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -285,16 +297,34 @@ class StateStore:
     # -- runs -----------------------------------------------------------------
 
     def start_run(
-        self, run_id: str, job: str, partner: str, flow: str, mode: str, now: datetime
+        self,
+        run_id: str,
+        job: str,
+        partner: str,
+        flow: str,
+        mode: str,
+        now: datetime,
+        *,
+        exclusive: bool = True,
+        silent_after: timedelta | None = None,
     ) -> None:
         """Record a new run; runs of the same job left unfinished become interrupted.
 
-        The caller holds the job's lock, so an unfinished run is a dead one.
+        The caller holds the job's lock, so an unfinished run is a dead one. Runs
+        that share a job (``exclusive`` false: deliver runs, which claim their
+        entries) say they are alive with ``beat``; of those, only the ones silent
+        for longer than ``silent_after`` are dead.
         """
+        unfinished = (runs.c.job == job) & runs.c.status.in_(("planning", "applying"))
+        if not exclusive:
+            if silent_after is None:
+                raise ValueError("a shared run needs silent_after")
+            last = func.coalesce(runs.c.heartbeat_at, runs.c.started_at)
+            unfinished &= last < now - silent_after
         with self.engine.begin() as connection:
             connection.execute(
                 update(runs)
-                .where(runs.c.job == job, runs.c.status.in_(("planning", "applying")))
+                .where(unfinished)
                 .values(status="interrupted", finished_at=now)
             )
             connection.execute(
@@ -307,9 +337,19 @@ class StateStore:
                     status="planning",
                     suspensions_applied=0,
                     started_at=now,
+                    heartbeat_at=now,
                     records_read=0,
                     quarantined=0,
                 )
+            )
+
+    def beat(self, run_id: str, now: datetime | None = None) -> None:
+        """Say that the run ``run_id`` is still alive (see ``start_run``)."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(runs)
+                .where(runs.c.id == run_id)
+                .values(heartbeat_at=now or datetime.now(UTC))
             )
 
     def update_run(self, run_id: str, **values: Any) -> None:

@@ -8,6 +8,7 @@ production); the platform's roster database is a separate one.
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -42,6 +43,8 @@ runs = Table(
     #: Suspensions applied so far, counted in the transaction that records them:
     #: the guard's rolling window sums these.
     Column("suspensions_applied", Integer, nullable=False, default=0),
+    #: When a run that shares its job with others (deliver) last said it was alive.
+    Column("heartbeat_at", DateTime(timezone=True)),
     Index("ix_runs_job_started", "job", "started_at"),
 )
 
@@ -145,4 +148,34 @@ locks = Table(
     Column("host", String(255), nullable=False),
     Column("pid", Integer, nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+#: When an alert was last sent for a job, per kind (``run`` for a failed or held
+#: run, ``outbox`` for entries waiting too long), so that it repeats at most once
+#: per configured interval, whichever replica sends it.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("job", String(100), primary_key=True),
+    Column("kind", String(20), primary_key=True),
+    Column("sent_at", DateTime(timezone=True), nullable=False),
+    #: The run that raised it (a run alert), for the operator's reference.
+    Column("run_id", String(32)),
+)
+
+#: The files a file source picked up (an SFTP drop), by connector and identity:
+#: name, size, modification time and content hash. A drop whose content was
+#: processed before is skipped, whatever it is called now. ``outcome`` is
+#: ``archived`` (read and applied), ``rejected`` (it could not be read) or
+#: ``duplicate`` (the same content as an archived one; not read).
+processed_files = Table(
+    "processed_files",
+    metadata,
+    Column("connector", String(100), primary_key=True),
+    Column("sha256", String(64), primary_key=True),
+    Column("name", String(255), primary_key=True),
+    Column("size", BigInteger, primary_key=True),
+    Column("mtime", DateTime(timezone=True), primary_key=True),
+    Column("outcome", String(20), nullable=False),
+    Column("processed_at", DateTime(timezone=True), nullable=False),
 )

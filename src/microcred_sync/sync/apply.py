@@ -6,7 +6,8 @@ quarantined records), applied to the platform in one transaction, then recorded
 (the snapshots, and the batch's range of changes as applied) in the state store.
 Groups that deprovision (a suspension, a withdrawal by policy) are only stored:
 they wait for the guard's verdict on the whole read, and ``finish`` applies them
-or holds them.
+or holds them. Once ``stop`` is set, the applier raises ``RunStopped`` after the
+batch in hand is recorded: a shutdown never leaves a batch half-done.
 
 A crash after a batch is stored but before it is recorded leaves its snapshots as
 they were and its changes unmarked; the next run plans the same changes again and
@@ -15,11 +16,13 @@ the platform's writes, keyed by derived ids, make the replay harmless.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from ..changes import Change
+from ..errors import RunStopped
 from ..platform.base import Platform
 from ..state.store import Batch, StateStore
 
@@ -38,12 +41,14 @@ class BatchApplier:
         connector: str,
         batch_size: int,
         on_batch: Callable[[int], None] | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.store, self.platform = store, platform
         self.run_id, self.job = run_id, job
         self.partner, self.connector = partner, connector
         self.batch_size = batch_size
         self.on_batch = on_batch
+        self.stop = stop
         self._seq = 0
         self._groups: list[list[Change]] = []
         self._size = 0
@@ -114,6 +119,13 @@ class BatchApplier:
     def _report(self, batch: list[Change]) -> None:
         if self.on_batch is not None:
             self.on_batch(len(batch))
+        if self.stop is not None and self.stop.is_set():
+            raise RunStopped(
+                "stopped by a shutdown after a recorded batch; the next run of the "
+                "job goes on from here",
+                job=self.job,
+                run=self.run_id,
+            )
 
 
 def _deprovisions(group: list[Change]) -> bool:

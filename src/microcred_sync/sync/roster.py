@@ -8,6 +8,7 @@ configuration problem raises (``ConfigError``), before anything is written.
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -18,8 +19,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..changes import Change
 from ..connectors.base import Record, SourceContext
-from ..errors import ApplyError, ConfigError, ReadError
-from ..logging import run_logger
+from ..errors import ApplyError, ConfigError, ReadError, RunStopped
+from ..logging import run_context, run_logger
 from ..mappings.engine import Mapper
 from ..platform.sql import SqlPlatform
 from ..project import Project
@@ -31,17 +32,24 @@ from .planner import Planner, PlanScope, PlanStats
 
 logger = logging.getLogger(__name__)
 
-RunStatus = Literal["done", "held", "failed", "planned"]
+RunStatus = Literal["done", "held", "failed", "planned", "stopped"]
 
 #: Records read between two renewals of the job's lock.
 HEARTBEAT_RECORDS = 20_000
 
-EXIT_CODES: dict[str, int] = {"done": 0, "planned": 0, "failed": 1, "held": 3}
+EXIT_CODES: dict[str, int] = {
+    "done": 0,
+    "planned": 0,
+    "failed": 1,
+    "held": 3,
+    "stopped": 1,
+}
 
 
 @dataclass
 class RunOptions:
-    """How one run goes: a dry run, a few keys only, an override, callbacks."""
+    """How one run goes: a dry run, a few keys only, an override, callbacks, and
+    ``stop``, which, once set, ends the run after the batch being applied."""
 
     dry_run: bool = False
     only: frozenset[str] | None = None
@@ -49,6 +57,7 @@ class RunOptions:
     trace: Callable[[str], None] | None = None
     on_record: Callable[[], None] | None = None
     on_batch: Callable[[int], None] | None = None
+    stop: threading.Event | None = None
 
 
 @dataclass
@@ -64,6 +73,8 @@ class RunOutcome:
     error: str | None = None
     platform_writes: int = 0
     changes: list[Change] = field(default_factory=list)
+    #: Another run held the job's lock: this one did not start.
+    locked: bool = False
 
     @property
     def exit_code(self) -> int:
@@ -133,6 +144,8 @@ def run_roster(
         # An incremental source keeps its new cursor only once its read is applied.
         if outcome.status == "done" and options.only is None:
             source.commit()
+        elif outcome.status == "failed":
+            source.reject()
         return outcome
     finally:
         store.close()
@@ -260,10 +273,12 @@ class _Run:
             lock.acquire()
         except JobLocked as exc:
             outcome.status, outcome.error, outcome.run_id = "failed", str(exc), None
-            logger.error("%s", exc)
+            outcome.locked = True
+            logger.warning("%s", exc)
             return outcome
         try:
-            self._execute(run_id, mode, records, outcome, lock)
+            with run_context(run_id=run_id, job=self.job, partner=self.partner):
+                self._execute(run_id, mode, records, outcome, lock)
         finally:
             lock.release()
         return outcome
@@ -277,7 +292,7 @@ class _Run:
         lock: JobLock,
     ) -> None:
         self.store.start_run(
-            run_id, self.job, self.partner, "roster", mode, self.scope.now
+            run_id, self.job, self.partner, "roster", mode, datetime.now(UTC)
         )
         log = self.log = run_logger(
             __name__, run_id=run_id, job=self.job, partner=self.partner
@@ -289,6 +304,9 @@ class _Run:
         except (ReadError, ApplyError) as exc:
             outcome.status, outcome.error = "failed", str(exc)
             log.error("run failed: %s", exc)
+        except RunStopped as exc:
+            outcome.status, outcome.error = "stopped", str(exc)
+            log.warning("run stopped: %s", exc)
         except BaseException as exc:
             # Interrupted (Ctrl-C, a signal) or a bug: say so if the store lets us.
             # It may not (the interrupted transaction can still hold SQLite's
@@ -336,6 +354,7 @@ class _Run:
             connector=self.scope.connector,
             batch_size=self.batch_size,
             on_batch=self._batch_done,
+            stop=self.options.stop,
         )
         planner = Planner(
             self.scope,

@@ -213,7 +213,7 @@ def test_missing_secret_is_a_configuration_error(
             {"filter": "objectClass=user"},
             "filter: Value error, a search filter is enclosed in parentheses",
         ),
-        ({"kind": "ldapp"}, "kind: unknown kind 'ldapp' (known: csv, ldap"),
+        ({"kind": "ldapp"}, "kind: unknown kind 'ldapp' (known: csv, http, ldap,"),
         ({"page_size": 0}, "page_size: Input should be greater than or equal to 1"),
         (
             {"password_secret": None},

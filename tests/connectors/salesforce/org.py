@@ -46,6 +46,7 @@ SCHEMA: dict[str, dict[str, dict[str, Any]]] = {
         "CE_Credits__c": {"type": "double"},
         "Latest_Credential__c": {"type": "string"},
         "Latest_Credential_On__c": {"type": "date"},
+        "Credits_Earned__c": {"type": "double"},
         "AccountId": {
             "type": "reference",
             "referenceTo": ["Account"],
@@ -73,9 +74,33 @@ SCHEMA: dict[str, dict[str, dict[str, Any]]] = {
         "Notes__c": {"type": "textarea"},
         "SystemModstamp": {"type": "datetime"},
     },
+    "Course_Result__c": {
+        "Id": {"type": "id"},
+        "Result_Id__c": {"type": "string", "externalId": True},
+        "Contact__c": {
+            "type": "reference",
+            "referenceTo": ["Contact"],
+            "relationshipName": "Contact__r",
+        },
+        "Program__c": {"type": "string"},
+        "Activity__c": {"type": "url"},
+        "Completed__c": {"type": "boolean"},
+        "Passed__c": {"type": "boolean"},
+        "Score__c": {"type": "double"},
+        "Recorded_At__c": {"type": "datetime"},
+        "SystemModstamp": {"type": "datetime"},
+    },
 }
 
-_PREFIX = {"Contact": "003", "Account": "001", "Credential__c": "a01"}
+_PREFIX = {
+    "Contact": "003",
+    "Account": "001",
+    "Credential__c": "a01",
+    "Course_Result__c": "a02",
+}
+
+#: Types whose JSON value is a number, as Salesforce's JSON parser takes them.
+_NUMBERS = frozenset({"double", "percent", "currency", "int"})
 
 
 def sf_datetime(moment: datetime) -> str:
@@ -330,7 +355,18 @@ def check_values(sobject: str, values: dict[str, Any]) -> dict[str, Any] | None:
                 "message": f"No such column '{name}' on sobject of type {sobject}",
                 "fields": [],
             }
-        if value is None or not isinstance(value, str):
+        if value is None:
+            continue
+        if (kind in _NUMBERS and not _is_number(value)) or (
+            kind == "boolean" and value not in (True, False, "true", "false")
+        ):
+            return {
+                "statusCode": "JSON_PARSER_ERROR",
+                "message": f"Cannot deserialize instance of {kind} from"
+                f" {type(value).__name__} value {value}",
+                "fields": [name],
+            }
+        if not isinstance(value, str):
             continue
         if kind == "date" and not re.fullmatch(r"\d{4}-\d\d-\d\d", value):
             return {
@@ -349,6 +385,15 @@ def check_values(sobject: str, values: dict[str, Any]) -> dict[str, Any] | None:
                 "fields": [name],
             }
     return None
+
+
+def _is_number(value: Any) -> bool:
+    """A JSON number, or text that reads as one (the parser takes both)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return True
+    return isinstance(value, str) and re.fullmatch(r"-?\d+(\.\d+)?", value) is not None
 
 
 def soap_result(token: str, base: str) -> str:

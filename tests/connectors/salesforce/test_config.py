@@ -93,6 +93,44 @@ def test_login_hosts(url: str, domain: str) -> None:
                 "writeback": {
                     "object": "Credential__c",
                     "external_id": "Award_Id__c",
+                    "contact": {"fields": {"X__c": {"from": "score_raw"}}},
+                }
+            },
+            "writeback.contact.fields: .*unknown Contact fact 'score_raw'",
+        ),
+        (
+            {
+                "writeback": {
+                    "object": "Credential__c",
+                    "external_id": "Award_Id__c",
+                    "results": {
+                        "object": "Course_Result__c",
+                        "external_id": "Result_Id__c",
+                        "fields": {"X__c": {"from": "issued_at"}},
+                    },
+                }
+            },
+            "writeback.results.fields: .*unknown result fact 'issued_at'",
+        ),
+        (
+            {
+                "writeback": {
+                    "object": "Credential__c",
+                    "external_id": "Award_Id__c",
+                    "results": {
+                        "object": "Course_Result__c",
+                        "external_id": "Result_Id__c",
+                        "only": "attempted",
+                    },
+                }
+            },
+            "writeback.results.only",
+        ),
+        (
+            {
+                "writeback": {
+                    "object": "Credential__c",
+                    "external_id": "Award_Id__c",
                     "batch_size": 500,
                 }
             },

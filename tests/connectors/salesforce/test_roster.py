@@ -12,7 +12,10 @@ import pytest
 import yaml
 
 import microcred_sync.outbox  # noqa: F401  (registers the outbox table)
-from microcred_sync.connectors.salesforce.writeback import writeback_delivery
+from microcred_sync.connectors.salesforce.deliveries import (
+    contact_delivery,
+    writeback_delivery,
+)
 from microcred_sync.outbox.deliver import run_deliver
 from microcred_sync.outbox.store import Outbox
 from microcred_sync.platform.sql import LearnerIdentityRow
@@ -149,38 +152,46 @@ def test_the_write_back_job_delivers_the_outbox_to_the_org(association, org) -> 
     """The example deliver job sends enqueued write-backs to the org, once."""
     project = load_project(Settings(root=association.root))
     config = project.connectors["example-association"]
+    programs = project.programs_of("example-association")
     contacts = [org.add("Contact", LastName=f"M{n}") for n in range(3)]
-    deliveries = [
-        writeback_delivery(
-            config,
+    deliveries, states = [], []
+    for n, contact in enumerate(contacts):
+        award = AwardRecord(
+            f"award-{n}",
             "example-association",
-            AwardRecord(
-                f"award-{n}",
-                "example-association",
-                f"l{n}",
-                "member-essentials",
-                datetime(2026, 11, 30, 9, 0, tzinfo=UTC),
-            ),
-            LearnerIdentityRow(f"l{n}", contact["Id"], None, None),
-            program_title="Member Essentials",
+            f"l{n}",
+            "member-essentials",
+            datetime(2026, 11, 30, 9, 0, tzinfo=UTC),
         )
-        for n, contact in enumerate(contacts)
-    ]
+        learner = LearnerIdentityRow(f"l{n}", contact["Id"], None, None)
+        deliveries.append(
+            writeback_delivery(
+                config,
+                "example-association",
+                award,
+                learner,
+                program_title="Member Essentials",
+            )
+        )
+        states.append(
+            contact_delivery(config, "example-association", learner, [award], programs)
+        )
     store = association.state_store()
     store.create_schema()
     Outbox(store.engine).enqueue(deliveries)
+    Outbox(store.engine).replace(states)
     store.close()
     outcome = run_deliver(project, "example-association-writeback")
     assert outcome.status == "done", outcome.error
-    assert outcome.delivered == 3 and outcome.pending == 0
+    assert outcome.delivered == 6 and outcome.pending == 0
     assert {r["Award_Id__c"] for r in org.records["Credential__c"].values()} == {
         "award-0",
         "award-1",
         "award-2",
     }
-    assert org.records["Contact"][contacts[0]["Id"]]["Latest_Credential__c"] == (
-        "Member Essentials"
-    )
+    first = org.records["Contact"][contacts[0]["Id"]]
+    assert first["Latest_Credential__c"] == "Member Essentials"
+    assert first["Credits_Earned__c"] == 1.0
     again = run_deliver(project, "example-association-writeback")
     assert again.status == "done" and again.taken == 0
 
@@ -224,7 +235,8 @@ def test_an_award_goes_back_to_the_members_org_through_the_results_flow(
     assert (report.awards, report.rejected) == (1, [])
 
     queued = run_results(project, "example-association-results")
-    assert (queued.status, queued.enqueued, queued.quarantined) == ("done", 1, 0)
+    # The award's Credential__c, and the member's Contact state.
+    assert (queued.status, queued.enqueued, queued.quarantined) == ("done", 2, 0)
     assert run_results(project, "example-association-results").enqueued == 0
     delivered = run_deliver(project, "example-association-writeback")
     assert delivered.status == "done", delivered.error

@@ -9,14 +9,18 @@ import pytest
 
 import microcred_sync.outbox  # noqa: F401  (registers the outbox table)
 from microcred_sync.connectors.salesforce.config import SalesforceConnector
+from microcred_sync.connectors.salesforce.deliveries import (
+    contact_delivery,
+    writeback_delivery,
+)
 from microcred_sync.connectors.salesforce.values import write_value
 from microcred_sync.connectors.salesforce.writeback import (
     SalesforceWriter,
     WriteResult,
     deliver_batch,
-    writeback_delivery,
 )
 from microcred_sync.outbox.store import Outbox
+from microcred_sync.partners import Program
 from microcred_sync.platform.sql import LearnerIdentityRow
 from microcred_sync.results.records import AwardRecord, award_id
 from microcred_sync.state.store import StateStore
@@ -53,8 +57,24 @@ def _config(server, tls, **writeback: object) -> SalesforceConnector:
     return connector(server, tls, roster=None, writeback={**WRITEBACK, **writeback})
 
 
-def _awards(org: emulator.Org, count: int, config: SalesforceConnector) -> list:
-    """``count`` awards of Contacts in the org, as outbox entries."""
+PROGRAMS = {
+    "professional-ethics": Program(
+        id="professional-ethics",
+        title="Professional Ethics (CE)",
+        activity_iri="https://learn.example.org/programs/professional-ethics",
+        credits=3,
+    )
+}
+
+
+def _awards(
+    org: emulator.Org,
+    count: int,
+    config: SalesforceConnector,
+    contacts: list | None = None,
+) -> list:
+    """``count`` awards of Contacts in the org, as outbox entries; their
+    Contacts' states go to ``contacts`` when given."""
     issued = datetime(2026, 11, 30, 23, 30, tzinfo=timezone(timedelta(hours=-5)))
     deliveries = []
     for number in range(count):
@@ -74,6 +94,8 @@ def _awards(org: emulator.Org, count: int, config: SalesforceConnector) -> list:
                 config, SINK, award, learner, program_title="Professional Ethics (CE)"
             )
         )
+        if contacts is not None:
+            contacts.append(contact_delivery(config, SINK, learner, [award], PROGRAMS))
     return deliveries
 
 
@@ -131,7 +153,8 @@ def test_dates_and_datetimes_are_written_as_their_fields_take_them() -> None:
 def test_awards_go_in_batches_of_200_and_a_resend_creates_nothing(
     server, tls_folder, org, outbox
 ) -> None:
-    """450 awards: 3 Collections upserts, the Contacts updated, each record once."""
+    """450 awards: 3 Collections upserts; their 450 Contacts: 3 Collections
+    updates, of at most 200 records each; each record written once."""
     config = _config(
         server,
         tls_folder,
@@ -139,27 +162,34 @@ def test_awards_go_in_batches_of_200_and_a_resend_creates_nothing(
             "fields": {
                 "Latest_Credential__c": {"from": "program_title"},
                 "Latest_Credential_On__c": {"from": "issued_at"},
+                "Credits_Earned__c": {"from": "credits_earned"},
             }
         },
     )
-    deliveries = _awards(org, 450, config)
+    contacts: list = []
+    deliveries = _awards(org, 450, config, contacts)
     assert outbox.enqueue(deliveries) == 450
+    assert outbox.replace(contacts) == 450
     writer = SalesforceWriter(config, SINK, Path("."), None)
     results = _deliver(writer, outbox)
-    assert sum(len(r.delivered) for r in results) == 450
+    assert sum(len(r.delivered) for r in results) == 900
     assert sum(r.created for r in results) == 450
+    assert sum(r.contacts for r in results) == 450
     upserts = [
         p
         for m, p in org.calls
         if p.endswith("/composite/sobjects/Credential__c/Award_Id__c")
     ]
     assert len(upserts) == 3
+    updates = [p for m, p in org.calls if p.endswith("/composite/sobjects")]
+    assert len(updates) == 3
     credential = next(iter(org.records["Credential__c"].values()))
     assert credential["Issued_On__c"] == "2026-11-30"
     assert credential["Issued_At__c"] == "2026-12-01T04:30:00Z"
     contact = org.records["Contact"][credential["Contact__c"]]
     assert contact["Latest_Credential__c"] == "Professional Ethics (CE)"
     assert contact["Latest_Credential_On__c"] == "2026-11-30"
+    assert contact["Credits_Earned__c"] == 3.0
     # The same awards enqueued again are not new; sent again, they update.
     assert outbox.enqueue(deliveries) == 0
     outbox.requeue(SINK, [d.id for d in deliveries])

@@ -2,7 +2,9 @@
 
 Built on simple-salesforce, used as it is: ``client`` logs in and bounds
 re-authentication, ``session`` brings timeouts and retries, ``source`` reads the
-roster, ``writeback`` upserts awards in sObject Collections batches.
+roster, ``deliveries`` builds what the results flow queues for the org (awards,
+chosen results, learners' Contact states), ``writeback`` writes it in sObject
+Collections batches.
 """
 
 from __future__ import annotations

@@ -45,6 +45,30 @@ AWARD_FACTS: tuple[str, ...] = (
     "email",
 )
 
+#: What the write-back knows about a result, by the name a field spec uses.
+RESULT_FACTS: tuple[str, ...] = (
+    "result_id",
+    "program",
+    "program_title",
+    "activity_iri",
+    "recorded_at",
+    "completion",
+    "success",
+    "score_scaled",
+    "score_raw",
+    "score_min",
+    "score_max",
+    "duration",
+    "learner_id",
+    "contact_id",
+    "email",
+)
+
+#: What the Contact's fields may name: the facts of the learner's latest award
+#: (``program_title`` is the latest credential's), and what all of the learner's
+#: awards add up to.
+CONTACT_FACTS: tuple[str, ...] = (*AWARD_FACTS, "credits_earned", "awards_earned")
+
 SoqlValue = str | int | float | bool | date | datetime | list[str | int | float]
 
 
@@ -179,7 +203,7 @@ class RosterConfig(_Part):
 
 
 class FieldValueSpec(_Part):
-    """One Salesforce field of a write-back: from an award fact, or a fixed value.
+    """One Salesforce field of a write-back: from a fact, or a fixed value.
 
     A field left out of ``fields`` is left unchanged; ``value: null`` clears it;
     ``value: ""`` writes an empty text. ``when_missing`` says what a fact that is
@@ -199,34 +223,84 @@ class FieldValueSpec(_Part):
         fixed = "value" in self.model_fields_set
         if (self.from_ is None) == (not fixed):
             raise ValueError("give exactly one of 'from' and 'value'")
-        if self.from_ is not None and self.from_ not in AWARD_FACTS:
-            raise ValueError(
-                f"unknown award fact {self.from_!r} (known: {', '.join(AWARD_FACTS)})"
-            )
         return self
 
 
+def _check_fields(
+    fields: dict[str, FieldValueSpec], known: tuple[str, ...], what: str
+) -> dict[str, FieldValueSpec]:
+    """Field names are API names; each ``from`` names one of the ``known`` facts."""
+    for name, spec in fields.items():
+        _api_name(name)
+        if spec.from_ is not None and spec.from_ not in known:
+            raise ValueError(
+                f"{name}: unknown {what} fact {spec.from_!r}"
+                f" (known: {', '.join(known)})"
+            )
+    return fields
+
+
 class ContactUpdate(_Part):
-    """Fields set on the learner's Contact (its Id is the learner's source key)."""
+    """Fields set on the learner's Contact (its Id is the learner's source key).
+
+    The Contact is written as the learner's whole state (``CONTACT_FACTS``): its
+    latest award and the credits of all of its awards, one outbox entry per
+    learner that a newer state replaces, so a late resend never sets it back.
+    """
 
     fields: dict[str, FieldValueSpec] = Field(min_length=1)
 
     @field_validator("fields")
     @classmethod
     def _names(cls, fields: dict[str, FieldValueSpec]) -> dict[str, FieldValueSpec]:
-        for name in fields:
-            _api_name(name)
-        return fields
+        return _check_fields(fields, CONTACT_FACTS, "Contact")
+
+
+class ResultsWriteback(_Part):
+    """Chosen results upserted as records of ``object`` keyed by ``external_id``.
+
+    ``programs`` limits them to results of those programs (all when empty);
+    ``only`` to the ``completed`` ones, the ``passed`` ones, or every result that
+    reports something (``reported``: what an xAPI statement would be sent for).
+    """
+
+    object: str = Field(description="e.g. Course_Result__c")
+    external_id: str = Field(description="the external id field, e.g. Result_Id__c")
+    external_id_from: str = Field(default="result_id", description="a result fact")
+    programs: tuple[str, ...] = ()
+    only: Literal["reported", "completed", "passed"] = "completed"
+    fields: dict[str, FieldValueSpec] = Field(default_factory=dict)
+
+    @field_validator("object", "external_id")
+    @classmethod
+    def _names(cls, value: str) -> str:
+        return _api_name(value)
+
+    @field_validator("fields")
+    @classmethod
+    def _field_names(
+        cls, fields: dict[str, FieldValueSpec]
+    ) -> dict[str, FieldValueSpec]:
+        return _check_fields(fields, RESULT_FACTS, "result")
+
+    @field_validator("external_id_from")
+    @classmethod
+    def _fact(cls, value: str) -> str:
+        if value not in RESULT_FACTS:
+            raise ValueError(f"unknown result fact {value!r}")
+        return value
 
 
 class WritebackConfig(_Part):
-    """Awards upserted as records of ``object`` keyed by ``external_id``."""
+    """Awards upserted as records of ``object`` keyed by ``external_id``; chosen
+    results too (``results``), and the learner's Contact (``contact``)."""
 
     object: str = Field(description="e.g. Credential__c")
     external_id: str = Field(description="the external id field, e.g. Award_Id__c")
     external_id_from: str = Field(default="award_id", description="an award fact")
     fields: dict[str, FieldValueSpec] = Field(default_factory=dict)
     contact: ContactUpdate | None = None
+    results: ResultsWriteback | None = None
     batch_size: int = Field(default=200, ge=1, le=200)
     limit_pause_seconds: float = Field(
         default=3600.0, gt=0, le=86_400, description="after REQUEST_LIMIT_EXCEEDED"
@@ -242,9 +316,7 @@ class WritebackConfig(_Part):
     def _field_names(
         cls, fields: dict[str, FieldValueSpec]
     ) -> dict[str, FieldValueSpec]:
-        for name in fields:
-            _api_name(name)
-        return fields
+        return _check_fields(fields, AWARD_FACTS, "award")
 
     @field_validator("external_id_from")
     @classmethod

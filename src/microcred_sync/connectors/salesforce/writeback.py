@@ -1,22 +1,20 @@
-"""The write-back sink: awards upserted into the partner's org, and optionally the
-learner's Contact updated.
+"""The write-back sink: outbox batches of write-backs written to the partner's org.
 
-Enqueuing (the results flow): ``writeback_delivery`` turns an award and the
-learner's identity into one ``NewDelivery`` of kind ``writeback`` whose payload is
-exactly what will be written: the object, its external id field and value, the
-fields (built from the connector's ``writeback.fields``: a field left out is left
-unchanged, ``value: null`` clears it, ``value: ""`` writes empty text) and the
-Contact's fields. Its id is derived from the sink and the award, so enqueuing
-twice stores it once, and a resend upserts the same record (the external id).
+What the results flow enqueues is built in ``deliveries``: upserts of awards'
+and chosen results' records by external id, and updates of learners' Contacts
+(whole states, replaced in the outbox by newer ones).
 
 Delivering (``SalesforceWriter.write``, one outbox batch of up to 200): one sObject
 Collections upsert (``PATCH composite/sobjects/{object}/{external id}``,
-``allOrNone: false``), a lone record by the sObject upsert resource (201 created,
-204 updated), then one Collections update of the Contacts. Each record's own
-result goes back to its outbox row: field errors are dead-lettered with
-Salesforce's message, other errors retried. Dates and datetimes are written as
-the target fields' describe() types say (SF-05). ``REQUEST_LIMIT_EXCEEDED``, or the
-org's usage past the connector's share, pauses the sink: the rows not written stay
+``allOrNone: false``) per object in the batch, a lone record by the sObject
+upsert resource (201 created, 204 updated), then one Collections update
+(``PATCH composite/sobjects``) of the batch's Contacts. Each record's own result
+goes back to its outbox row: field errors are dead-lettered with Salesforce's
+message, other errors retried. A Contact's row is settled only if it still holds
+the state that was sent (``Outbox.record_sent``): one replaced meanwhile stays
+pending with the newer state. Dates and datetimes are written as the target
+fields' describe() types say (SF-05). ``REQUEST_LIMIT_EXCEEDED``, or the org's
+usage past the connector's share, pauses the sink: the rows not written stay
 queued until ``limit_pause_seconds`` later and the run stops (SF-03).
 """
 
@@ -34,11 +32,8 @@ import requests
 from simple_salesforce.api import Salesforce
 from simple_salesforce.format import format_external_id
 
-from ...changes import derived_id
 from ...outbox.errors import DeliveryStopped
-from ...outbox.store import Delivery, NewDelivery, Outbox
-from ...platform.sql import LearnerIdentityRow
-from ...results.records import AwardRecord
+from ...outbox.store import Delivery, Outbox, Status
 from .client import (
     OrgClient,
     QuotaReached,
@@ -47,6 +42,7 @@ from .client import (
     read_credentials,
 )
 from .config import FieldValueSpec, SalesforceConnector, WritebackConfig
+from .deliveries import is_state
 from .session import ServerBusy
 from .source import open_session
 from .values import write_value
@@ -80,95 +76,6 @@ FIELD_ERRORS: Final = frozenset(
 RETRY_DELAY: Final = timedelta(minutes=5)
 
 
-def writeback_id(partner: str, sink: str, award_id: str) -> str:
-    """The outbox id of an award's write-back to one sink."""
-    return derived_id(f"writeback/{partner}/{sink}/{award_id}")
-
-
-def award_facts(
-    award: AwardRecord,
-    learner: LearnerIdentityRow,
-    *,
-    program_title: str | None = None,
-    credential_id: str | None = None,
-) -> dict[str, Any]:
-    """What a field spec's ``from`` may name, for one award (``AWARD_FACTS``)."""
-    return {
-        "award_id": award.id,
-        "credential_id": credential_id,
-        "program": award.program,
-        "program_title": program_title,
-        "issued_at": award.issued_at.isoformat(),
-        "learner_id": award.learner_id,
-        # The roster's key is the Contact's Id: the learner's source key.
-        "contact_id": learner.external_key,
-        "email": learner.email,
-    }
-
-
-def _fields(specs: dict[str, FieldValueSpec], facts: dict[str, Any]) -> dict[str, Any]:
-    """Null, empty and "leave unchanged" kept apart: a field absent from the
-    result is not sent at all."""
-    written: dict[str, Any] = {}
-    for name, spec in specs.items():
-        if spec.from_ is None:
-            written[name] = spec.value
-            continue
-        value = facts.get(spec.from_)
-        if value is None and spec.when_missing == "leave":
-            continue
-        written[name] = value
-    return written
-
-
-def writeback_delivery(
-    config: SalesforceConnector,
-    sink: str,
-    award: AwardRecord,
-    learner: LearnerIdentityRow,
-    *,
-    program_title: str | None = None,
-    credential_id: str | None = None,
-    run_id: str | None = None,
-) -> NewDelivery:
-    """The outbox entry that writes ``award`` back to the sink ``sink``.
-
-    Raises ValueError when the connector has no ``writeback`` section, or the award
-    has no value for the external id.
-    """
-    writeback = config.writeback
-    if writeback is None:
-        raise ValueError(f"connector {sink!r} has no writeback section")
-    facts = award_facts(
-        award, learner, program_title=program_title, credential_id=credential_id
-    )
-    external = facts.get(writeback.external_id_from)
-    if external is None or external == "":
-        raise ValueError(f"the award has no {writeback.external_id_from}")
-    contact = None
-    if writeback.contact is not None and learner.external_key:
-        contact = {
-            "id": learner.external_key,
-            "fields": _fields(writeback.contact.fields, facts),
-        }
-    payload = {
-        "award_id": award.id,
-        "object": writeback.object,
-        "external_id_field": writeback.external_id,
-        "external_id": str(external),
-        "fields": _fields(writeback.fields, facts),
-        "contact": contact,
-    }
-    return NewDelivery(
-        id=writeback_id(config.partner, sink, award.id),
-        partner=config.partner,
-        sink=sink,
-        payload=payload,
-        kind="writeback",
-        run_id=run_id,
-    )
-
-
 @dataclass
 class WriteResult:
     """What one batch did, row by row (outbox ids)."""
@@ -182,6 +89,10 @@ class WriteResult:
     paused: list[str] = field(default_factory=list)
     paused_until: datetime | None = None
     stopped: DeliveryStopped | None = None
+    #: Rows whose payload is a whole state (a Contact's): settled only if unchanged.
+    states: set[str] = field(default_factory=set)
+    #: Records of Contacts updated.
+    contacts: int = 0
 
 
 @dataclass
@@ -223,10 +134,12 @@ class SalesforceWriter:
         ``WriteResult.stopped``)."""
         result = WriteResult()
         rows = [_Row(entry, orjson.loads(entry.payload)) for entry in batch]
+        result.states = {row.delivery.id for row in rows if is_state(row.payload)}
         try:
-            ready = self._prepare(rows, result)
-            written = self._upsert(ready, result) if ready else []
-            self._update_contacts(written, result)
+            upserts, updates = self._prepare(rows, result)
+            for group in _by_target(upserts):
+                self._upsert(group, result)
+            self._update(updates, result)
         except QuotaReached as error:
             self._pause(rows, result, error.message)
         except ServerBusy as error:
@@ -245,12 +158,17 @@ class SalesforceWriter:
 
     # -- steps -------------------------------------------------------------------
 
-    def _prepare(self, rows: list[_Row], result: WriteResult) -> list[_Row]:
-        """Each row's record, its values typed as the object's fields take them."""
-        ready: list[_Row] = []
+    def _prepare(
+        self, rows: list[_Row], result: WriteResult
+    ) -> tuple[list[_Row], list[_Row]]:
+        """Each row's record, its values typed as the object's fields take them;
+        returns the upserts and the updates (by Id)."""
+        upserts: list[_Row] = []
+        updates: list[_Row] = []
         for row in rows:
             payload = row.payload
-            types = self._field_types(str(payload["object"]))
+            sobject = str(payload["object"])
+            types = self._field_types(sobject)
             try:
                 row.record = {
                     name: write_value(value, types.get(name.casefold()))
@@ -259,17 +177,30 @@ class SalesforceWriter:
             except ValueError as error:
                 result.dead.append((row.delivery.id, f"not sent: {error}"))
                 continue
+            if is_state(payload):
+                if not row.record:
+                    # Every field left unchanged: nothing to write.
+                    result.delivered.append(row.delivery.id)
+                    continue
+                row.record = {
+                    "attributes": {"type": sobject},
+                    "id": payload["id"],
+                    **row.record,
+                }
+                updates.append(row)
+                continue
             row.record[str(payload["external_id_field"])] = payload["external_id"]
-            ready.append(row)
-        return ready
+            upserts.append(row)
+        return upserts, updates
 
-    def _upsert(self, rows: list[_Row], result: WriteResult) -> list[_Row]:
-        """Upsert the rows' records; returns the rows written."""
+    def _upsert(self, rows: list[_Row], result: WriteResult) -> None:
+        """Upsert the rows' records, all of one object and external id field."""
         sobject = str(rows[0].payload["object"])
         external = str(rows[0].payload["external_id_field"])
         value = str(rows[0].payload["external_id"])
         if len(rows) == 1 and value not in (".", ".."):
-            return self._upsert_one(rows[0], sobject, external, value, result)
+            self._upsert_one(rows[0], sobject, external, value, result)
+            return
         body = {
             "allOrNone": False,
             "records": [
@@ -278,11 +209,11 @@ class SalesforceWriter:
         }
         path = f"composite/sobjects/{sobject}/{external}"
         answers = self.org.call(lambda sf: _patch(sf, path, body))
-        return self._sort(rows, answers, result, count=True)
+        self._sort(rows, answers, result, count=True)
 
     def _upsert_one(
         self, row: _Row, sobject: str, external: str, value: str, result: WriteResult
-    ) -> list[_Row]:
+    ) -> None:
         data = {k: v for k, v in row.record.items() if k != external}
         record_id = format_external_id(external, value)
         try:
@@ -290,55 +221,29 @@ class SalesforceWriter:
                 lambda sf: getattr(sf, sobject).upsert(record_id, data)
             )
         except SalesforceProblem as error:
-            # A lone record's own error comes as the answer's status (400).
+            # A lone record's own error comes as the answer's status (400), its
+            # code telling a field error (dead) from a passing one (a lock).
             if error.status != 400:
                 raise
-            result.dead.append((row.delivery.id, error.message))
-            return []
+            filed = result.dead if error.code in FIELD_ERRORS else result.retry
+            filed.append((row.delivery.id, error.message))
+            return
         if int(status) == 201:
             result.created += 1
         else:
             result.updated += 1
-        return [row]
+        result.delivered.append(row.delivery.id)
 
-    def _update_contacts(self, rows: list[_Row], result: WriteResult) -> None:
-        """Set the Contacts' fields of the rows written; a row is delivered once
-        both its writes succeeded."""
-        with_contact = [
-            row
-            for row in rows
-            if self.writeback.contact
-            and row.payload.get("contact")
-            and row.payload["contact"]["fields"]
-        ]
-        for row in rows:
-            if row not in with_contact:
-                result.delivered.append(row.delivery.id)
-        if not with_contact:
+    def _update(self, rows: list[_Row], result: WriteResult) -> None:
+        """Update the rows' records by Id (the Contacts), in one Collections call;
+        the resource takes up to 200 records, of any objects."""
+        if not rows:
             return
-        types = self._field_types("Contact")
-        records: list[dict[str, Any]] = []
-        sendable: list[_Row] = []
-        for row in with_contact:
-            contact = row.payload["contact"]
-            try:
-                values = {
-                    name: write_value(value, types.get(name.casefold()))
-                    for name, value in contact["fields"].items()
-                }
-            except ValueError as error:
-                result.dead.append((row.delivery.id, f"Contact not updated: {error}"))
-                continue
-            records.append(
-                {"attributes": {"type": "Contact"}, "id": contact["id"], **values}
-            )
-            sendable.append(row)
-        if not records:
-            return
-        body = {"allOrNone": False, "records": records}
+        body = {"allOrNone": False, "records": [row.record for row in rows]}
         answers = self.org.call(lambda sf: _patch(sf, "composite/sobjects", body))
-        for row in self._sort(sendable, answers, result, count=False):
-            result.delivered.append(row.delivery.id)
+        before = len(result.delivered)
+        self._sort(rows, answers, result, count=False)
+        result.contacts += len(result.delivered) - before
 
     def _sort(
         self,
@@ -347,17 +252,16 @@ class SalesforceWriter:
         result: WriteResult,
         *,
         count: bool,
-    ) -> list[_Row]:
+    ) -> None:
         """Pair the per-record results with the rows (same order, per the
-        Collections resource) and file each row's failure."""
+        Collections resource) and file each row under what became of it."""
         if not isinstance(answers, list) or len(answers) != len(rows):
             raise SalesforceProblem(
                 "the Collections answer does not list one result per record", None, None
             )
-        written: list[_Row] = []
         for row, answer in zip(rows, answers, strict=True):
             if answer.get("success"):
-                written.append(row)
+                result.delivered.append(row.delivery.id)
                 if count:
                     if answer.get("created"):
                         result.created += 1
@@ -374,7 +278,6 @@ class SalesforceWriter:
                 result.dead.append((row.delivery.id, text))
             else:
                 result.retry.append((row.delivery.id, text))
-        return written
 
     def _field_types(self, sobject: str) -> dict[str, str]:
         declared = self._declared_types(sobject)
@@ -391,12 +294,7 @@ class SalesforceWriter:
     def _declared_types(self, sobject: str) -> dict[str, str] | None:
         """The field types the connector file gives for ``sobject``'s fields, when
         it gives every one of them; None sends the writer to describe()."""
-        if sobject == self.writeback.object:
-            fields = self.writeback.fields
-        elif sobject == "Contact" and self.writeback.contact is not None:
-            fields = self.writeback.contact.fields
-        else:
-            return None
+        fields = _specs_of(self.writeback, sobject)
         if not fields or any(spec.type is None for spec in fields.values()):
             return None
         return {name.casefold(): str(spec.type) for name, spec in fields.items()}
@@ -446,22 +344,74 @@ def _patch(sf: Salesforce, path: str, body: dict[str, Any]) -> Any:
     return sf.restful(path, method="PATCH", data=orjson.dumps(body).decode())
 
 
+def _by_target(rows: list[_Row]) -> list[list[_Row]]:
+    """The rows by object and external id field, in the order they came: the
+    Collections upsert takes one of each per call."""
+    groups: dict[tuple[str, str], list[_Row]] = {}
+    for row in rows:
+        target = (str(row.payload["object"]), str(row.payload["external_id_field"]))
+        groups.setdefault(target, []).append(row)
+    return list(groups.values())
+
+
+def _specs_of(writeback: WritebackConfig, sobject: str) -> dict[str, FieldValueSpec]:
+    """Every field spec the connector file writes to ``sobject``."""
+    specs: dict[str, FieldValueSpec] = {}
+    if sobject == writeback.object:
+        specs.update(writeback.fields)
+    if writeback.results is not None and sobject == writeback.results.object:
+        specs.update(writeback.results.fields)
+    if sobject == "Contact" and writeback.contact is not None:
+        specs.update(writeback.contact.fields)
+    return specs
+
+
 def deliver_batch(
     writer: SalesforceWriter, outbox: Outbox, sink: str, batch: Sequence[Delivery]
 ) -> WriteResult:
     """Write ``batch`` and record each row's outcome in the outbox; the caller
     raises ``result.stopped`` when set (the rest waits for a later run)."""
     result = writer.write(batch)
-    if result.delivered:
-        outbox.mark_delivered(sink, result.delivered)
+    settle = _Settle(outbox, sink, [e for e in batch if e.id in result.states])
+    settle(result.delivered, "delivered")
     for ident, reason in result.dead:
-        outbox.dead_letter(sink, [ident], reason)
+        settle([ident], "dead", reason)
         logger.warning("%s: write-back %s dead-lettered: %s", sink, ident, reason)
     retry_at = datetime.now(UTC) + RETRY_DELAY
     for ident, reason in result.retry:
-        outbox.record_failure(sink, [ident], reason, retry_at)
+        settle([ident], "pending", reason, retry_at)
     if result.paused and result.paused_until is not None and result.stopped:
-        outbox.record_failure(
-            sink, result.paused, result.stopped.message, result.paused_until
-        )
+        settle(result.paused, "pending", result.stopped.message, result.paused_until)
     return result
+
+
+class _Settle:
+    """Records outcomes in the outbox: a whole state (a Contact's) only while its
+    row still holds the payload sent; a newer one stays pending as it is."""
+
+    def __init__(self, outbox: Outbox, sink: str, states: list[Delivery]) -> None:
+        self.outbox, self.sink = outbox, sink
+        self.states = {entry.id: entry for entry in states}
+
+    def __call__(
+        self,
+        ids: Sequence[str],
+        status: Status,
+        error: str | None = None,
+        retry_at: datetime | None = None,
+    ) -> None:
+        plain = [ident for ident in ids if ident not in self.states]
+        sent = [self.states[ident] for ident in ids if ident in self.states]
+        if sent:
+            self.outbox.record_sent(
+                self.sink, sent, status, error=error, retry_at=retry_at
+            )
+        if not plain:
+            return
+        if status == "delivered":
+            self.outbox.mark_delivered(self.sink, plain)
+        elif status == "dead":
+            self.outbox.dead_letter(self.sink, plain, error or "refused")
+        else:
+            assert retry_at is not None
+            self.outbox.record_failure(self.sink, plain, error or "failed", retry_at)

@@ -1,0 +1,250 @@
+"""Two daemon replicas against one run after another, on one PostgreSQL.
+
+    python benchmarks/scheduler.py [--jobs 200] [--learners 1000] [--workers 2]
+
+Builds a project of ``--jobs`` roster jobs, each for a partner of its own reading
+an HRIS export of ``--learners`` rows, and starts a PostgreSQL of its own. Then, on
+fresh databases each:
+
+- serial: every job run once, one after the other, in one process (the floor);
+- replicas: two `microcred-sync schedule` processes with ``--workers`` workers
+  each, every job due at start; the time until every job has run once, each on
+  one replica (the locks decide which), from the daemons' spawn;
+- idle: once all have run, the daemons' CPU use and resident memory while they
+  wait for the next slot.
+
+Both timed phases are measured from their process's spawn, start-up included.
+``speedup`` is serial seconds over replica seconds. The last line of output is one
+JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "examples"))
+sys.path.insert(0, str(REPO / "src"))
+
+from phases import peak_rss_mb, run_phase  # noqa: E402
+from postgres import create_databases, throwaway_postgres  # noqa: E402
+
+PARTNER_POLICY = """    guard: {max_suspend_share: 0.10, window_hours: 24}
+    deprovision: {mode: suspend}
+"""
+
+
+# -- the project -----------------------------------------------------------------
+
+
+def make_project(root: Path, jobs: int, learners: int) -> None:
+    """The repository's files, plus ``jobs`` partners, connectors, exports, jobs."""
+    from make_hris_export import write_export
+
+    for folder in ("config", "connectors", "mappings"):
+        shutil.copytree(REPO / folder, root / folder)
+    (root / "scheduler").mkdir()
+    partners = (root / "config" / "partners.yaml").read_text(encoding="utf-8")
+    entries, job_lines = [], ["jobs:"]
+    for number in range(jobs):
+        name = f"bench-{number:03d}"
+        entries.append(
+            f"  - id: {name}\n    name: Bench {number}\n"
+            f"    home_page: https://{name}.example.org\n{PARTNER_POLICY}"
+        )
+        (root / "connectors" / f"{name}.yaml").write_text(
+            f"kind: csv\npartner: {name}\npath: inbox/{name}/*.csv\n"
+            "encoding: utf-8\ndelimiter: ','\n"
+            "required_columns: [employee_id, work_email, employment_status]\n",
+            encoding="utf-8",
+        )
+        write_export(
+            root / "inbox" / name / "export.csv", learners, seed=number, bad_rows=False
+        )
+        job_lines += [
+            f"  - id: {name}-roster",
+            "    flow: roster",
+            f"    partner: {name}",
+            f"    source: {name}",
+            "    mapping: example-corp-hris",
+            "    schedule: {interval_minutes: 60}",
+        ]
+    (root / "config" / "partners.yaml").write_text(
+        partners.rstrip("\n") + "\n" + "".join(entries), encoding="utf-8"
+    )
+    (root / "scheduler" / "jobs.yaml").write_text(
+        "\n".join(job_lines) + "\n", encoding="utf-8"
+    )
+
+
+# -- phases ------------------------------------------------------------------------
+
+
+def phase_serial(root: Path) -> dict[str, Any]:
+    """Every job once, one after the other, in this process."""
+    from microcred_sync.project import load_project
+    from microcred_sync.settings import load_settings
+    from microcred_sync.sync.roster import run_roster
+
+    started = time.perf_counter()
+    project = load_project(load_settings(root))
+    statuses = [run_roster(project, job).status for job in project.jobs]
+    if set(statuses) != {"done"}:
+        raise SystemExit(f"serial runs did not all finish: {set(statuses)}")
+    return {
+        "seconds": time.perf_counter() - started,
+        "runs": len(statuses),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def _done_jobs(state_url: str) -> tuple[int, int]:
+    """Jobs with a done run, and done runs in all."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(state_url)
+    try:
+        with engine.connect() as connection:
+            row = connection.execute(
+                text(
+                    "SELECT count(DISTINCT job), count(*) FROM runs "
+                    "WHERE status = 'done'"
+                )
+            ).one()
+    except Exception:
+        return 0, 0  # the daemons have not created the tables yet
+    finally:
+        engine.dispose()
+    return int(row[0]), int(row[1])
+
+
+def replicas(root: Path, state_url: str, jobs: int, workers: int) -> dict[str, Any]:
+    """Two daemons until every job ran once; then their idle CPU and memory."""
+    import psutil
+
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    env["MICROCRED_DAEMON"] = json.dumps({"workers": workers, "http_port": 0})
+    command = [sys.executable, "-m", "microcred_sync", "--root", str(root), "schedule"]
+    logs = [(root / f"replica-{n}.log").open("wb") for n in range(2)]
+    started = time.perf_counter()
+    daemons = [
+        subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        for log in logs
+    ]
+    try:
+        while (done := _done_jobs(state_url))[0] < jobs:
+            if any(daemon.poll() is not None for daemon in daemons):
+                raise SystemExit("a replica exited; see replica-*.log")
+            time.sleep(0.1)
+        seconds = time.perf_counter() - started
+        idle = _idle(psutil, [daemon.pid for daemon in daemons])
+    finally:
+        for daemon in daemons:
+            daemon.send_signal(signal.SIGTERM)
+        codes = [daemon.wait(timeout=60) for daemon in daemons]
+        for log in logs:
+            log.close()
+    texts = [(root / f"replica-{n}.log").read_text() for n in range(2)]
+    return {
+        "seconds": seconds,
+        "done_runs": done[1],
+        "runs_by_replica": [text.count("] run done") for text in texts],
+        "skipped_locked": sum(text.count("holds its lock") for text in texts),
+        "exit_codes": codes,
+        **idle,
+    }
+
+
+def _idle(psutil: Any, pids: list[int], seconds: float = 20.0) -> dict[str, Any]:
+    """CPU percent (of one core) and RSS of each daemon over ``seconds`` of waiting."""
+    processes = [psutil.Process(pid) for pid in pids]
+    time.sleep(2.0)  # the last runs' threads wind down
+    before = [sum(p.cpu_times()[:2]) for p in processes]
+    time.sleep(seconds)
+    after = [sum(p.cpu_times()[:2]) for p in processes]
+    cpu = [100 * (b - a) / seconds for a, b in zip(before, after, strict=True)]
+    rss = [p.memory_info().rss / 2**20 for p in processes]
+    return {
+        "idle_cpu_percent": round(max(cpu), 3),
+        "idle_rss_mb": round(max(rss), 1),
+        "idle_cpu_percent_each": [round(value, 3) for value in cpu],
+        "idle_rss_mb_each": [round(value, 1) for value in rss],
+    }
+
+
+# -- the whole -----------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--learners", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--phase", choices=["serial"])
+    parser.add_argument("--root", type=Path)
+    args = parser.parse_args()
+    if args.phase == "serial":
+        print(json.dumps(phase_serial(args.root)))
+        return
+
+    work = Path(tempfile.mkdtemp(prefix="microcred-bench-scheduler-"))
+    root = work / "project"
+    root.mkdir()
+    try:
+        make_project(root, args.jobs, args.learners)
+        with throwaway_postgres() as server:
+            figures = _measure(server, root, args)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(figures))
+
+
+def _measure(server: str, root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    serial_urls = create_databases(server, "state_serial", "platform_serial")
+    replica_urls = create_databases(server, "state_replicas", "platform_replicas")
+
+    os.environ["MICROCRED_STATE_URL"], os.environ["MICROCRED_PLATFORM_URL"] = (
+        serial_urls
+    )
+    started = time.perf_counter()
+    serial = run_phase(__file__, "serial", root)
+    serial_seconds = time.perf_counter() - started
+    print(f"serial: {serial_seconds:.1f} s for {serial['runs']} runs", flush=True)
+
+    os.environ["MICROCRED_STATE_URL"], os.environ["MICROCRED_PLATFORM_URL"] = (
+        replica_urls
+    )
+    two = replicas(root, replica_urls[0], args.jobs, args.workers)
+    print(f"replicas: {two['seconds']:.1f} s, by replica {two['runs_by_replica']}")
+    return {
+        "jobs": args.jobs,
+        "learners_per_job": args.learners,
+        "workers_per_replica": args.workers,
+        "serial_seconds": round(serial_seconds, 2),
+        "serial_in_process_seconds": round(serial["seconds"], 2),
+        "serial_peak_rss_mb": round(serial["peak_rss_mb"], 1),
+        "replicas_seconds": round(two["seconds"], 2),
+        "speedup": round(serial_seconds / two["seconds"], 3),
+        "done_runs": two["done_runs"],
+        "runs_by_replica": two["runs_by_replica"],
+        "skipped_locked": two["skipped_locked"],
+        "replica_exit_codes": two["exit_codes"],
+        "idle_cpu_percent": two["idle_cpu_percent"],
+        "idle_rss_mb": two["idle_rss_mb"],
+        "idle_cpu_percent_each": two["idle_cpu_percent_each"],
+        "idle_rss_mb_each": two["idle_rss_mb_each"],
+    }
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The `sql` platform's migration environment (Alembic ``script_location``)."""

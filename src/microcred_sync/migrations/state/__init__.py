@@ -1,0 +1,1 @@
+"""The state store's migration environment (Alembic ``script_location``)."""

@@ -1,0 +1,1 @@
+"""Operations: metrics, health, alerts and status of a running service."""

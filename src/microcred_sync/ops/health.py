@@ -1,0 +1,86 @@
+"""The daemon's HTTP endpoint: ``/metrics`` for Prometheus, ``/healthz`` for probes.
+
+``/healthz`` answers 200 only when every check passes (the state store answers a
+query, the scheduler is running), 503 otherwise, with the result of each check as a
+small JSON object; a liveness or readiness probe reads the status code. The server
+binds 127.0.0.1 unless the settings say otherwise: metrics name jobs and sinks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+logger = logging.getLogger(__name__)
+
+#: Named checks, each returning whether it passed; none may raise.
+Checks = Callable[[], Mapping[str, bool]]
+
+
+class HealthServer:
+    """``/metrics`` and ``/healthz`` on a port, served from a thread of its own."""
+
+    def __init__(
+        self, host: str, port: int, registry: CollectorRegistry, checks: Checks
+    ) -> None:
+        self.registry, self.checks = registry, checks
+        handler = type("_Handler", (_Handler,), {"endpoint": self})
+        self.server = ThreadingHTTPServer((host, port), handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, name="health-http", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        """The port served (the one the system chose when asked for port 0)."""
+        return int(self.server.server_address[1])
+
+    def start(self) -> None:
+        self.thread.start()
+        logger.info("serving /metrics and /healthz on port %d", self.port)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    endpoint: HealthServer
+
+    def do_GET(self) -> None:
+        path = self.path.partition("?")[0]
+        if path == "/metrics":
+            self._metrics()
+        elif path == "/healthz":
+            self._health()
+        else:
+            self._answer(404, "text/plain; charset=utf-8", b"not found\n")
+
+    def _metrics(self) -> None:
+        encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+        self._answer(200, content_type, encoder(self.endpoint.registry))
+
+    def _health(self) -> None:
+        checks = dict(self.endpoint.checks())
+        healthy = bool(checks) and all(checks.values())
+        body = json.dumps({"healthy": healthy, "checks": checks}).encode() + b"\n"
+        self._answer(200 if healthy else 503, "application/json", body)
+
+    def _answer(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Probes come every few seconds: not worth a line each.
+        logger.debug("http %s", format % args)
