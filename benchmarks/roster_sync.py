@@ -7,6 +7,9 @@ peak RSS is its own:
 
 - floor: parsing the CSV and bulk-inserting the same rows with SQLAlchemy Core;
 - parse-and-hash floor: parsing the CSV and hashing every row;
+- same writes: parsing the CSV and bulk-inserting, with SQLAlchemy Core, every row
+  the full sync wrote into empty databases of the same schema (what the writes
+  that the design asks for cost by themselves; not a target);
 - full sync into empty databases, a no-change re-sync, and a 1%-change re-sync;
 - a full sync of ``--million-rows`` rows (0 to skip), for its peak RSS.
 
@@ -76,6 +79,57 @@ def phase_floor(root: Path) -> dict[str, Any]:
     return {"seconds": seconds, "rows": rows, "peak_rss_mb": peak_rss_mb()}
 
 
+def phase_same_writes(root: Path) -> dict[str, Any]:
+    """Parse the export, then bulk-insert with SQLAlchemy Core every row the full
+    sync wrote (learners, enrollments, audit, snapshots...) into empty databases of
+    the same schema, indexes included: what the sync's writes cost by themselves.
+    Not a target of the issue; it says how much of the full sync is its writes."""
+    from sqlalchemy import MetaData, select
+
+    from microcred_sync.platform.tables import metadata as platform_metadata
+    from microcred_sync.sqlutil import make_engine
+    from microcred_sync.state.tables import metadata as state_metadata
+
+    export = next((root / "inbox").glob("*.csv"))
+    written: list[tuple[str, MetaData, dict[str, list[dict[str, Any]]]]] = []
+    for name, metadata in (("platform", platform_metadata), ("state", state_metadata)):
+        engine = make_engine(f"sqlite:///{root / 'var' / f'{name}.db'}")
+        rows: dict[str, list[dict[str, Any]]] = {}
+        with engine.connect() as connection:
+            for table in metadata.sorted_tables:
+                result = connection.execute(select(table))
+                found = [dict(row._mapping) for row in result]
+                if found:
+                    rows[table.name] = found
+        engine.dispose()
+        written.append((name, metadata, rows))
+    total = sum(len(found) for _, _, rows in written for found in rows.values())
+    engines = {}
+    for name, metadata, _ in written:
+        engines[name] = make_engine(f"sqlite:///{root / f'same-{name}.db'}")
+        metadata.create_all(engines[name])
+    started = time.perf_counter()
+    with export.open(encoding="utf-8-sig", newline="") as stream:
+        reader = csv.reader(stream)
+        header = next(reader)
+        parsed = sum(1 for cells in reader if dict(zip(header, cells, strict=False)))
+    for name, metadata, rows in written:
+        for table in metadata.sorted_tables:
+            found = rows.get(table.name, [])
+            for start in range(0, len(found), 5000):
+                with engines[name].begin() as connection:
+                    connection.execute(table.insert(), found[start : start + 5000])
+    seconds = time.perf_counter() - started
+    for engine in engines.values():
+        engine.dispose()
+    return {
+        "seconds": seconds,
+        "rows": parsed,
+        "rows_written": total,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
 def phase_parse_hash(root: Path) -> dict[str, Any]:
     """Parse the export into trimmed rows by column and hash each one: the least a
     no-change re-sync must do, with the same hash the planner uses."""
@@ -113,7 +167,12 @@ def phase_sync(root: Path) -> dict[str, Any]:
     }
 
 
-PHASES = {"floor": phase_floor, "parse_hash": phase_parse_hash, "sync": phase_sync}
+PHASES = {
+    "floor": phase_floor,
+    "parse_hash": phase_parse_hash,
+    "same_writes": phase_same_writes,
+    "sync": phase_sync,
+}
 
 
 # -- the driver ------------------------------------------------------------------
@@ -174,6 +233,7 @@ def drive(rows: int, million_rows: int) -> dict[str, Any]:
         floor = _child("floor", root)
         parse_hash = _child("parse_hash", root)
         full = _child("sync", root)
+        same_writes = _child("same_writes", root)
         nochange = _child("sync", root)
         changed_rows = _change_one_percent(root)
         change = _child("sync", root)
@@ -189,6 +249,9 @@ def drive(rows: int, million_rows: int) -> dict[str, Any]:
         "full_sync_rows_per_s": _rate(full),
         "full_sync_ratio": round(full["seconds"] / floor["seconds"], 2),
         "full_sync_writes": full["writes"],
+        "same_writes_rows": same_writes["rows_written"],
+        "same_writes_ratio": round(same_writes["seconds"] / floor["seconds"], 2),
+        "full_sync_vs_same_writes": round(full["seconds"] / same_writes["seconds"], 2),
         "nochange_rows_per_s": _rate(nochange),
         "nochange_ratio": round(nochange["seconds"] / parse_hash["seconds"], 2),
         "nochange_writes": nochange["writes"],

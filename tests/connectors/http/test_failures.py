@@ -118,6 +118,18 @@ def test_an_html_sign_in_page_fails_with_the_masked_url(vendor, connector) -> No
     assert "Sign In" in message
 
 
+def test_an_html_page_labelled_json_is_still_an_html_page(vendor, connector) -> None:
+    """The body is looked at, not only the content type: an HTML page sent as
+    application/json (white space first) fails as an HTML page, quoted."""
+    vendor.faults.append(Fault("html_as_json", "/generic/page"))
+    config = connector(
+        "/generic/page", records="users", key="id", pagination={"style": "page"}
+    )
+    with pytest.raises(SourceUnavailable, match="HTML page") as caught:
+        read_all(config)
+    assert "Session expired" in str(caught.value)
+
+
 def test_missing_records_path_fails_naming_the_keys(people, connector) -> None:
     """records pointing nowhere: the answer's keys are named, nothing is read."""
     config = connector(WORKDAY_PATH, **{**WORKDAY, "records": "Report_Entries"})

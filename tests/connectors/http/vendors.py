@@ -143,7 +143,7 @@ class Fault:
     """Misbehaviour for the next request whose path (and query) starts with
     ``path``."""
 
-    kind: str  # "status", "truncated", "html", "not_json", "stall"
+    kind: str  # "status", "truncated", "html", "html_as_json", "not_json", "stall"
     path: str = "/"
     status: int = 500
     retry_after: str | None = None
@@ -268,6 +268,10 @@ class Handler(BaseHTTPRequestHandler):
                 b"<body><form action='/login'>Sign in to continue</form></body></html>"
             )
             self._send(200, page, "text/html; charset=utf-8")
+        elif fault.kind == "html_as_json":
+            # A gateway's sign-in page sent with the API's content type.
+            page = b"\r\n  <html><body>Session expired: sign in again</body></html>"
+            self._send(200, page, "application/json")
         elif fault.kind == "stall":
             self.send_response(200)
             self.send_header("Content-Type", "application/json")

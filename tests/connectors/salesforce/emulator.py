@@ -186,6 +186,12 @@ class Handler(BaseHTTPRequestHandler):
                     faults.expire_after = None
                 else:
                     faults.expire_after -= 1
+            if faults.reject_after is not None:
+                if faults.reject_after <= 0:
+                    faults.reject_sessions = True
+                    faults.reject_after = None
+                else:
+                    faults.reject_after -= 1
             if faults.reject_sessions or token not in org.tokens:
                 self._send(401, fixture("expired_session_response.json"))
                 return False
@@ -521,15 +527,22 @@ class Handler(BaseHTTPRequestHandler):
         if method == "GET" and len(rest) == 1:
             job["polls"] -= 1
             state = "JobComplete" if job["polls"] <= 0 else "InProgress"
-            return self._send(
-                200,
-                {
-                    "id": rest[0],
-                    "operation": "query",
-                    "state": state,
-                    "numberRecordsProcessed": len(job["rows"]),
-                },
-            )
+            info: dict[str, Any] = {
+                "id": rest[0],
+                "operation": "query",
+                "state": state,
+                "numberRecordsProcessed": len(job["rows"]),
+            }
+            final = self.org.faults.bulk_job_state
+            if final is not None and state == "JobComplete":
+                info["state"] = final
+                info["errorMessage"] = (
+                    "InvalidBatch : Failed to process query: QUERY_TIMEOUT: Your"
+                    " query request was running for too long."
+                    if final == "Failed"
+                    else None
+                )
+            return self._send(200, info)
         if method == "GET" and rest[1:] == ["results"]:
             size = int(query.get("maxRecords", ["50000"])[0])
             start = int(query.get("locator", ["0"])[0] or 0)

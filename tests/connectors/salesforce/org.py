@@ -116,6 +116,8 @@ class Faults:
     expire_after: int | None = None
     #: Answer every data call 401 INVALID_SESSION_ID, even right after a login.
     reject_sessions: bool = False
+    #: Turn ``reject_sessions`` on once this many more data calls have been served.
+    reject_after: int | None = None
     #: Answer 403 REQUEST_LIMIT_EXCEEDED once this many more data calls were served.
     limit_after: int | None = None
     #: Answers served instead of the next data calls: (status, Retry-After or None).
@@ -131,6 +133,8 @@ class Faults:
     drop_link_on_page: int | None = None
     #: Polls of a Bulk job before it completes.
     bulk_polls: int = 1
+    #: The state a Bulk job ends in instead of JobComplete (Failed, Aborted).
+    bulk_job_state: str | None = None
 
 
 class Org:

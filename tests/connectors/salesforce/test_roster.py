@@ -109,6 +109,65 @@ def test_members_are_enrolled_by_level_and_deletions_suspend(association, org) -
     )
 
 
+def _snapshots(project: ProjectDir) -> dict[str, tuple[str, str]]:
+    connection = project.state()
+    try:
+        rows = connection.execute(
+            "select source_key, status, programs from snapshots"
+        ).fetchall()
+    finally:
+        connection.close()
+    return {row[0]: (row[1], row[2]) for row in rows}
+
+
+def test_a_bulk_read_survives_an_expired_session_and_stops_on_a_rejected_one(
+    association, org
+) -> None:
+    """Full Bulk reads: a session expired between result pages costs one login and
+    the same page again, every member read once; one rejected after the new login
+    holds the run, nobody suspended."""
+    path = association.root / "connectors" / "example-association.yaml"
+    content = yaml.safe_load(path.read_text(encoding="utf-8"))
+    content["roster"].pop("incremental")
+    content["roster"].update(bulk_above=10, bulk_page_size=20, bulk_poll_seconds=0.01)
+    path.write_text(yaml.safe_dump(content), encoding="utf-8")
+    emulator.seed_members(org, 50)
+
+    first = association.run(JOB)
+    assert first.status == "done", first.error
+    before = _snapshots(association)
+    assert set(before) == set(org.records["Contact"])
+    # An active member of the second page, the one fetched again, lapses.
+    second_page = list(org.records["Contact"])[20:40]
+    lapsing = next(key for key in second_page if before[key][0] == "active")
+    # Calls before the second result page (describes, count, job, polls, page 1).
+    upto = next(i for i, (_, at) in enumerate(org.calls) if at.endswith("/results"))
+
+    org.update("Contact", lapsing, Membership_Status__c="Lapsed")
+    org.reset()
+    org.faults.expire_after = upto + 1
+    resumed = association.run(JOB)
+    assert resumed.status == "done", resumed.error
+    assert org.logins == 2
+    assert len([at for _, at in org.calls if at.endswith("/results")]) == 4
+    assert resumed.stats.read == 50
+    # Suspended once, the one platform write; nobody else absent or changed.
+    assert (resumed.stats.absent, resumed.platform_writes) == (0, 1)
+    after = _snapshots(association)
+    assert after.pop(lapsing)[0] == "suspended"
+    assert after == {key: state for key, state in before.items() if key != lapsing}
+    before = _snapshots(association)
+
+    org.reset()
+    org.faults.reject_after = upto + 1
+    stopped = association.run(JOB)
+    assert stopped.status == "held"
+    assert "again right after a new login" in (stopped.held_reason or "")
+    assert org.logins == 2
+    assert (stopped.stats.absent, stopped.platform_writes) == (0, 0)
+    assert _snapshots(association) == before
+
+
 def test_the_connector_file_is_checked_field_by_field(association) -> None:
     """A bad connector file: one line naming the file, the field and the problem."""
     path = association.root / "connectors" / "example-association.yaml"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -287,13 +288,60 @@ def test_no_secret_or_session_id_reaches_the_logs(
     assert "member1@example-association.org" not in text
 
 
-def test_a_session_that_expires_during_a_bulk_read_fails_it_safely(
+_BULK = {"bulk_above": 100, "bulk_page_size": 200, "bulk_poll_seconds": 0.01}
+
+
+def _read_then(
+    source: SalesforceSource, after_first: Callable[[], None]
+) -> list[Record]:
+    """Read, calling ``after_first`` once the first record (page 1) is in."""
+    records = []
+    for record in source.read():
+        records.append(record)
+        if len(records) == 1:
+            after_first()
+    return records
+
+
+def test_a_session_that_expires_between_bulk_pages_fetches_the_same_page_again(
     server, tls_folder, org
 ) -> None:
-    """A Bulk API job's pages are not replayed after a new login: the read ends
-    incomplete, and nobody is suspended."""
+    """SF-02 on Bulk: one new login, the same job, page 2 again by its locator;
+    every Contact read once."""
     emulator.seed_members(org, 450)
-    org.faults.expire_after = 7  # describes, count, job, poll, two pages
-    roster = {"bulk_above": 100, "bulk_page_size": 200, "bulk_poll_seconds": 0.01}
-    with pytest.raises(ReadIncomplete, match="INVALID_SESSION_ID"):
-        _read(_source(server, tls_folder, roster=roster))
+
+    def expire() -> None:
+        org.faults.expire_after = 0  # the next call, page 2's, meets a dead session
+
+    records = _read_then(_source(server, tls_folder, roster=_BULK), expire)
+    assert sorted(r.fields["Id"] for r in records) == sorted(org.records["Contact"])
+    assert org.logins == 2
+    assert [m for m, path in org.calls if path.endswith("/jobs/query")] == ["POST"]
+    results = [path for _, path in org.calls if path.endswith("/results")]
+    assert len(results) == 4  # three pages, page 2 twice
+
+
+def test_a_session_rejected_again_between_bulk_pages_fails_the_read(
+    server, tls_folder, org
+) -> None:
+    """A 401 right after the new login stops the Bulk read: incomplete, the clear
+    message, no login loop."""
+    emulator.seed_members(org, 450)
+
+    def reject() -> None:
+        org.faults.reject_sessions = True
+
+    with pytest.raises(
+        ReadIncomplete, match=r"again right after a new login.*after 200 records"
+    ):
+        _read_then(_source(server, tls_folder, roster=_BULK), reject)
+    assert org.logins == 2
+
+
+@pytest.mark.parametrize("state", ["Failed", "Aborted"])
+def test_a_bulk_job_that_fails_fails_the_read(server, tls_folder, org, state) -> None:
+    """A Bulk job that ends Failed or Aborted is a failed read, never an empty one."""
+    emulator.seed_members(org, 150)
+    org.faults.bulk_job_state = state
+    with pytest.raises(SourceUnavailable, match=f"Bulk API job failed.*{state}"):
+        _read(_source(server, tls_folder, roster=_BULK))

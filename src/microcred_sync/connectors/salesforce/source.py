@@ -12,11 +12,13 @@ memory at a time; the end is never guessed from a page's size. A page that says
 ends with ``ReadIncomplete``: the run deprovisions nobody.
 
 Full reads use ``query``; above ``bulk_above`` records (a ``COUNT()`` first) a
-Bulk API 2.0 query job, read page by page (``Sforce-Locator``). Delta reads
-(``incremental``) use ``queryAll`` for rows whose ``SystemModstamp`` is after the
-cursor less ``overlap_seconds`` (clock skew), deduplicated by Id; a deleted row
-(``IsDeleted``) becomes a record whose ``status_field`` is ``deleted_value``,
-which the mapping maps to a suspended learner. The cursor (the newest
+Bulk API 2.0 query job, read page by page (``Sforce-Locator``); after an expired
+session the same page is fetched again (SF-02), and a failed or aborted job ends
+the read. Delta reads (``incremental``) use ``queryAll`` for rows whose
+``SystemModstamp`` is after the cursor less ``overlap_seconds`` (clock skew),
+deduplicated by Id; a deleted row (``IsDeleted``) becomes a record whose
+``status_field`` is ``deleted_value``, which the mapping maps to a suspended
+learner. The cursor (the newest
 ``SystemModstamp`` read) is saved by ``commit`` once the run applied the read.
 
 Errors: ``SourceUnavailable`` before the first record (login refused, org down),
@@ -37,13 +39,19 @@ from typing import Any, ClassVar
 
 import requests
 from simple_salesforce.api import Salesforce
-from simple_salesforce.exceptions import SalesforceError, SalesforceOperationError
+from simple_salesforce.bulk2 import (
+    Operation,
+    QueryResult,
+    SFBulk2Handler,
+    _Bulk2Client,
+)
+from simple_salesforce.exceptions import SalesforceOperationError
 from simple_salesforce.format import format_soql
 
 from ...errors import ReadIncomplete, SourceUnavailable
 from ...state.cursors import CursorStore, full_read_due
 from ..base import FieldValue, Record, Source
-from .client import OrgClient, SalesforceProblem, problem, read_credentials
+from .client import OrgClient, SalesforceProblem, read_credentials
 from .config import RosterConfig, SalesforceConnector
 from .session import SalesforceSession, ServerBusy
 from .values import Reader, datetime_text, path_value, reader_for
@@ -207,7 +215,7 @@ class SalesforceSource(Source):
         if since is None and self.roster.bulk_above is not None:
             count = org.call(lambda sf: sf.query(self.soql(count=True)))["totalSize"]
             if count > self.roster.bulk_above:
-                yield from self._bulk(org, state, types)
+                yield from self._bulk(org, state, types, deadline)
                 return
         yield from self._rest(org, state, since, types, deadline)
 
@@ -290,32 +298,48 @@ class SalesforceSource(Source):
     # -- Bulk API 2.0 ------------------------------------------------------------
 
     def _bulk(
-        self, org: OrgClient, state: _Read, types: dict[str, Reader]
+        self, org: OrgClient, state: _Read, types: dict[str, Reader], deadline: float
     ) -> Iterator[Record]:
+        """The rows of a Bulk API 2.0 query job, one result page in memory at a time.
+
+        Each step (create the job, wait for it, fetch a page by its locator) is its
+        own ``call``: after ``INVALID_SESSION_ID`` one new login repeats only that
+        step, so an expired session between pages fetches the same page again
+        (same job, same locator) and no row is read twice or missed. The run's
+        deadline is checked between pages, as for REST reads.
+        """
         roster = self.roster
         query = self.soql()
-
-        def pages(sf: Salesforce) -> Iterator[str]:
-            handler = getattr(sf.bulk2, roster.object)
-            yield from handler.query(
-                query, max_records=roster.bulk_page_size, wait=roster.bulk_poll_seconds
-            )
-
         logger.info("%s: reading with a Bulk API 2.0 query job", self.connector_id)
-        iterator = org.call(pages)
         try:
-            for page in iterator:
-                for row in csv.DictReader(io.StringIO(str(page))):
+            job = org.call(
+                lambda sf: _bulk2(sf, roster.object).create_job(Operation.query, query)
+            )["id"]
+            org.call(
+                lambda sf: _bulk2(sf, roster.object).wait_for_job(
+                    job, True, roster.bulk_poll_seconds
+                )
+            )
+            locator = ""
+            while True:
+                if time.monotonic() > deadline:
+                    raise SalesforceProblem("the run's deadline passed", None, None)
+                page = org.call(
+                    _results(roster.object, job, locator, roster.bulk_page_size)
+                )
+                for row in csv.DictReader(io.StringIO(page.get("records", ""))):
                     record = self._record(dict(row), types, state, False)
                     if record is not None:
                         state.yielded += 1
                         yield record
+                # An empty locator (Salesforce sends "null") is the last page.
+                locator = page.get("locator", "")
+                if not locator:
+                    break
         except SalesforceOperationError as error:
             raise SalesforceProblem(
                 f"the Bulk API job failed: {error}"[:300], None, None
             ) from None
-        except SalesforceError as error:
-            raise problem(error) from None
 
     # -- records -----------------------------------------------------------------
 
@@ -404,6 +428,20 @@ _untyped = reader_for(None)
 def _more(link: str, headers: dict[str, str]) -> Callable[[Salesforce], Any]:
     """The call that reads the page at ``link`` (a path the org gave)."""
     return lambda sf: sf.query_more(link, identifier_is_url=True, headers=headers)
+
+
+def _bulk2(sf: Salesforce, sobject: str) -> _Bulk2Client:
+    """simple-salesforce's own Bulk API 2.0 client (the one its ``query`` drives),
+    on the client's current session id, built as ``sf.bulk2`` builds it."""
+    handler = SFBulk2Handler(sf.session_id, sf.bulk2_url, session=sf.session)
+    return _Bulk2Client(sobject, handler.bulk2_url, handler.headers, handler.session)
+
+
+def _results(
+    sobject: str, job: str, locator: str, page_size: int
+) -> Callable[[Salesforce], QueryResult]:
+    """The call that fetches the job's result page at ``locator`` ("" first)."""
+    return lambda sf: _bulk2(sf, sobject).get_query_results(job, locator, page_size)
 
 
 def _transport(error: requests.RequestException, config: SalesforceConnector) -> str:
