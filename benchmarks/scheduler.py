@@ -36,8 +36,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples"))
 sys.path.insert(0, str(REPO / "src"))
 
+from example_postgres import create_databases, throwaway_postgres  # noqa: E402
 from phases import peak_rss_mb, run_phase  # noqa: E402
-from postgres import create_databases, throwaway_postgres  # noqa: E402
 
 PARTNER_POLICY = """    guard: {max_suspend_share: 0.10, window_hours: 24}
     deprovision: {mode: suspend}

@@ -15,6 +15,8 @@ from microcred_sync.state.store import StateStore
 from microcred_sync.sync.roster import RunOptions, RunOutcome, run_roster
 
 if TYPE_CHECKING:
+    from microcred_sync.results.importer import ImportReport
+
     from .databases import Databases, DbConnection
 
 #: Database fixtures and the ``both_databases`` marker (imported by pytest first,
@@ -77,6 +79,21 @@ class ProjectDir:
         """One run of ``job`` in this folder, through the library."""
         project = load_project(Settings(root=self.root))
         return run_roster(project, job, RunOptions(**options))
+
+    def import_results(self, path: Path, partner: str) -> ImportReport:
+        """The results and awards of the file at ``path`` stored for ``partner``
+        in this folder's platform database, through the library."""
+        from microcred_sync.platform.sql import SqlPlatform
+        from microcred_sync.results.importer import import_rows, read_rows
+
+        project = load_project(Settings(root=self.root))
+        settings = project.settings
+        platform = SqlPlatform(settings.database_url(settings.platform_url))
+        try:
+            programs = project.programs_of(partner)
+            return import_rows(read_rows(path), partner, programs, platform)
+        finally:
+            platform.close()
 
     def state_store(self) -> StateStore:
         """The state store the settings name (SQLite under var/ by default)."""

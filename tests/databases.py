@@ -1,9 +1,7 @@
 """The databases tests run on: SQLite files, and a throwaway PostgreSQL server.
 
-The server is Debian's PostgreSQL (``scripts/test.sh`` installs it when missing),
-initialised in a temporary folder, listening on 127.0.0.1 on a free port, started
-once per session and stopped afterwards. PostgreSQL refuses to run as root, so as
-root it runs as the ``postgres`` user, with its folder where that user can reach it.
+The server is the throwaway PostgreSQL of ``examples/example_postgres.py`` (the
+benchmarks start the same one), started once per session and stopped afterwards.
 
 A test marked ``both_databases`` runs twice, once per backend, through the
 ``database_backend`` fixture (which ``project_dir`` and ``databases`` use), unless
@@ -15,13 +13,9 @@ migrations brought to head once per session (``CREATE DATABASE ... TEMPLATE``).
 
 from __future__ import annotations
 
-import glob
 import os
 import re
-import shutil
-import socket
-import subprocess
-import tempfile
+import sys
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -29,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+import example_postgres
 
 BACKENDS = ("sqlite", "postgresql")
 
@@ -53,57 +50,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("database_backend", BACKENDS, indirect=True)
 
 
-def _bindir() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    return Path(found[-1]).parent if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _as_server_user(command: list[str]) -> list[str]:
-    return (
-        ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
-    )
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """The base URL of a running PostgreSQL (database name to be appended)."""
-    bindir = _bindir()
-    if bindir is None:
+    if example_postgres.bindir() is None:
         if os.environ.get("CI"):
             pytest.fail("PostgreSQL is not installed; scripts/test.sh installs it")
         pytest.skip("PostgreSQL server binaries not found (run scripts/test.sh)")
-    base = Path(tempfile.mkdtemp(prefix="microcred-pg-", dir="/var/tmp"))
-    if os.geteuid() == 0:
-        shutil.chown(base, "postgres")
-    data, port = base / "data", _free_port()
-    initdb = [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]
-    subprocess.run(_as_server_user(initdb), check=True, capture_output=True)
     # Enough connections for several worker processes, each with a pool.
-    options = (
-        f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c fsync=off "
-        "-c max_connections=200"
-    )
-    pg_ctl = [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w"]
-    subprocess.run(
-        _as_server_user([*pg_ctl, "-o", options, "start"]),
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
-    finally:
-        subprocess.run(
-            _as_server_user([*pg_ctl, "-m", "fast", "stop"]),
-            check=False,
-            capture_output=True,
-        )
-        shutil.rmtree(base, ignore_errors=True)
+    with example_postgres.throwaway_postgres(max_connections=200) as server:
+        yield server
 
 
 def _admin(server: str) -> Any:
@@ -121,9 +77,7 @@ def postgres_templates(postgres_server: str) -> tuple[str, str]:
     from microcred_sync.sqlutil import make_engine
 
     names = ("template_state", "template_platform")
-    with _admin(postgres_server) as connection:
-        for name in names:
-            connection.execute(f'CREATE DATABASE "{name}"')
+    example_postgres.create_databases(postgres_server, *names)
     for schema, name in zip((STATE, PLATFORM), names, strict=True):
         engine = make_engine(f"{postgres_server}/{name}")
         try:
@@ -152,9 +106,7 @@ def postgres_databases(
 def empty_postgres_database(postgres_server: str) -> Iterator[str]:
     """A fresh database with no table at all (not copied from a template)."""
     name = f"empty_{uuid.uuid4().hex[:8]}"
-    with _admin(postgres_server) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    yield f"{postgres_server}/{name}"
+    yield example_postgres.create_databases(postgres_server, name)[0]
     with _admin(postgres_server) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

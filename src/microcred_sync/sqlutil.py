@@ -7,7 +7,17 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Engine, Table, create_engine, event
+from sqlalchemy import (
+    Connection,
+    Dialect,
+    Engine,
+    Executable,
+    Row,
+    Table,
+    create_engine,
+    event,
+    inspect,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import NoSuchModuleError
@@ -179,6 +189,20 @@ def sqlite_or_memory(url: str) -> str:
         if path and path != ":memory:" and not Path(path).exists():
             return "sqlite://"
     return url
+
+
+def first_row(url: str, table: Table, query: Executable) -> Row[Any] | None:
+    """The first row ``query`` gives in the database at ``url``, or None when
+    ``table`` is not there yet; reading creates neither the table nor a SQLite
+    file (see ``sqlite_or_memory``)."""
+    engine = make_engine(sqlite_or_memory(url))
+    try:
+        if not inspect(engine).has_table(table.name):
+            return None
+        with engine.connect() as connection:
+            return connection.execute(query).first()
+    finally:
+        engine.dispose()
 
 
 def _bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> Any:

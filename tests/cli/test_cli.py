@@ -3,32 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.cli_runner import cli
 from tests.conftest import ProjectDir
 
 JOB = "example-corp-roster"
-
-
-def cli(
-    project_dir: ProjectDir,
-    *args: str,
-    env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "MICROCRED_ROOT": str(project_dir.root), **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "microcred_sync", *args],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_check_accepts_the_committed_files(project_dir: ProjectDir) -> None:

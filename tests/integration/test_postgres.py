@@ -65,10 +65,8 @@ def test_results_flow_and_stacking_on_postgres(
 ) -> None:
     """Results and an award imported, turned into queued statements, read once; the
     award's completion stacks the next program on the next roster run."""
-    from microcred_sync.platform.sql import SqlPlatform
     from microcred_sync.project import load_project
     from microcred_sync.results.flow import run_results
-    from microcred_sync.results.importer import import_rows, read_rows
     from microcred_sync.settings import Settings
 
     on_postgres.write_roster(employees(8))
@@ -80,15 +78,9 @@ def test_results_flow_and_stacking_on_postgres(
         "award,000004,data-analytics-foundations,,2026-11-30T10:00:00Z,,,\n",
         encoding="utf-8",
     )
-    project = load_project(Settings(root=on_postgres.root))
-    settings = project.settings
-    platform = SqlPlatform(settings.database_url(settings.platform_url))
-    try:
-        programs = project.programs_of("example-corp")
-        report = import_rows(read_rows(path), "example-corp", programs, platform)
-    finally:
-        platform.close()
+    report = on_postgres.import_results(path, "example-corp")
     assert (report.results, report.awards, report.rejected) == (1, 1, [])
+    project = load_project(Settings(root=on_postgres.root))
     first = run_results(project, "example-corp-results")
     assert (first.status, first.enqueued) == ("done", 2)
     assert run_results(project, "example-corp-results").enqueued == 0

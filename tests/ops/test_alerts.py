@@ -5,9 +5,6 @@ webhook: once, not again within the repeat interval, again after it; retried on
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -20,6 +17,7 @@ from microcred_sync.ops.alerts import Alert, after_run, check_outbox_age, post_a
 from microcred_sync.project import load_project
 from microcred_sync.results.flow import run_results
 from microcred_sync.settings import AlertSettings, Settings, Webhook
+from tests.cli_runner import cli
 from tests.conftest import ProjectDir, employee_row
 
 from .conftest import WebhookReceiver, add_alerts
@@ -27,18 +25,6 @@ from .conftest import WebhookReceiver, add_alerts
 JOB = "example-corp-roster"
 PARTNER = "example-corp"
 DAF = "data-analytics-foundations"
-
-
-def cli(project: ProjectDir, *args: str) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "MICROCRED_ROOT": str(project.root)}
-    return subprocess.run(
-        [sys.executable, "-m", "microcred_sync", *args],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=120,
-        check=False,
-    )
 
 
 def texts(webhook: WebhookReceiver) -> list[str]:

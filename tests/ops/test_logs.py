@@ -4,32 +4,12 @@ every line of a run (the connectors' lines too), plain text by default."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 
+from tests.cli_runner import cli
 from tests.conftest import ProjectDir
 
 JOB = "example-corp-roster"
-
-
-def run_cli(
-    project: ProjectDir, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    environment = {
-        **os.environ,
-        "MICROCRED_ROOT": str(project.root),
-        **(env or {}),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "microcred_sync", *args],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_json_logs_put_the_run_on_every_line_of_a_run(
@@ -40,7 +20,7 @@ def test_json_logs_put_the_run_on_every_line_of_a_run(
     rows = employees(20)
     rows[3] = rows[3].replace("person4@example-corp.com", "not-an-email")
     project_dir.write_roster(rows)
-    result = run_cli(
+    result = cli(
         project_dir,
         "run",
         JOB,
@@ -65,7 +45,7 @@ def test_plain_text_is_the_default(
 ) -> None:
     """Without settings, log lines are plain text with the run in brackets."""
     project_dir.write_roster(employees(3))
-    result = run_cli(project_dir, "run", JOB)
+    result = cli(project_dir, "run", JOB)
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stderr.splitlines() if line]
     assert lines and not lines[0].startswith("{")

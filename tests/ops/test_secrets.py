@@ -5,16 +5,14 @@ failures alike, and everything they wrote is searched for the secrets."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
+from tests.cli_runner import cli
 from tests.conftest import ProjectDir, employee_row
 from tests.connectors.salesforce import emulator
 from tests.connectors.salesforce.conftest import (  # noqa: F401  (fixtures)
@@ -72,24 +70,14 @@ def secured(
 def run(
     project: ProjectDir, *args: str, **env: str
 ) -> subprocess.CompletedProcess[str]:
-    environment: dict[str, Any] = {
-        **os.environ,
-        "MICROCRED_ROOT": str(project.root),
+    secrets = {
         "MICROCRED_SECRETS_DIR": str(project.root / "secrets"),
         "MICROCRED_LOG_FORMAT": "json",
         "MICROCRED_LOG_LEVEL": "DEBUG",
         "EXAMPLE_ASSOCIATION_SF_PASSWORD": emulator.PASSWORD,
         "EXAMPLE_ASSOCIATION_SF_TOKEN": emulator.SECURITY_TOKEN,
-        **env,
     }
-    return subprocess.run(
-        [sys.executable, "-m", "microcred_sync", *args],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=120,
-        check=False,
-    )
+    return cli(project, *args, env={**secrets, **env})
 
 
 def test_no_secret_in_logs_errors_alerts_or_state(

@@ -3,26 +3,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+from tests.cli_runner import cli
 
 from .conftest import ACME, SinkProject
 from .statements import deliveries, statement
 
 ACTIVITY = "https://courses.example.org/c202"
-
-
-def cli(project: SinkProject, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MICROCRED_ROOT": str(project.root)}
-    return subprocess.run(
-        [sys.executable, "-m", "microcred_sync", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_run_deliver_list_dead_retry_and_status(sink_project: SinkProject) -> None:

@@ -15,10 +15,8 @@ from jsonschema import Draft201909Validator
 from microcred_sync.changes import enrollment_id, learner_id
 from microcred_sync.outbox.deliver import run_deliver
 from microcred_sync.outbox.store import Outbox
-from microcred_sync.platform.sql import SqlPlatform
 from microcred_sync.project import load_project
 from microcred_sync.results.flow import run_results
-from microcred_sync.results.importer import import_rows, read_rows
 from microcred_sync.settings import Settings
 from tests.conftest import ProjectDir
 
@@ -35,15 +33,7 @@ SINK = "example-corp-statements"
 def _import(project_dir: ProjectDir, name: str, text: str) -> None:
     path = project_dir.root / name
     path.write_text(text, encoding="utf-8")
-    project = load_project(Settings(root=project_dir.root))
-    settings = project.settings
-    platform = SqlPlatform(settings.database_url(settings.platform_url))
-    try:
-        report = import_rows(
-            read_rows(path), PARTNER, project.programs_of(PARTNER), platform
-        )
-    finally:
-        platform.close()
+    report = project_dir.import_results(path, PARTNER)
     assert not report.rejected, report.rejected
 
 
@@ -226,14 +216,7 @@ def test_an_import_refuses_scorm_data_it_cannot_read(
         f"{KEY},{DAF},2026-11-30T08:00:00Z,aced it\n",
         encoding="utf-8",
     )
-    project = load_project(Settings(root=project_dir.root))
-    settings = project.settings
-    platform = SqlPlatform(settings.database_url(settings.platform_url))
-    try:
-        programs = project.programs_of(PARTNER)
-        report = import_rows(read_rows(path), PARTNER, programs, platform)
-    finally:
-        platform.close()
+    report = project_dir.import_results(path, PARTNER)
     assert report.results == 0
     ((location, reason),) = report.rejected
     assert location == "results.csv:2"

@@ -27,6 +27,14 @@ from microcred_sync.state.tables import runs
 from tests.conftest import HEADER, REPO, employee_row
 
 ROSTER_JOB = "example-corp-roster"
+#: The example's roster job, as a jobs.yaml entry (a test adds its schedule).
+ROSTER = {
+    "id": ROSTER_JOB,
+    "flow": "roster",
+    "partner": "example-corp",
+    "source": "example-corp-hris",
+    "mapping": "example-corp-hris",
+}
 
 #: Where the committed connector reads exports; the tests' project reads its own.
 EXAMPLE_EXPORTS = "examples/example-corp/inbox/hris-export-*.csv"

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from tests.scheduler.conftest import (
+    ROSTER,
     ROSTER_JOB,
     DaemonProcess,
     SchedulerProject,
@@ -25,14 +26,6 @@ from tests.scheduler.conftest import (
 )
 
 pytestmark = pytest.mark.slow
-
-ROSTER = {
-    "id": ROSTER_JOB,
-    "flow": "roster",
-    "partner": "example-corp",
-    "source": "example-corp-hris",
-    "mapping": "example-corp-hris",
-}
 
 SKIPPED = "skipped: another run holds its lock"
 

@@ -15,20 +15,13 @@ from microcred_sync.scheduler.daemon import Daemon
 from microcred_sync.settings import DaemonSettings, Settings
 from microcred_sync.state.store import StateStore
 from tests.scheduler.conftest import (
+    ROSTER,
     ROSTER_JOB,
     RunRow,
     SchedulerProject,
     overlapping,
     wait_for,
 )
-
-ROSTER = {
-    "id": ROSTER_JOB,
-    "flow": "roster",
-    "partner": "example-corp",
-    "source": "example-corp-hris",
-    "mapping": "example-corp-hris",
-}
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ from .hris import HrisSink
 from .hrisclient import HrisClient
 from .hrisclient import deliver_batch as deliver_hris_batch
 from .lrs import LrsClient, PostResult, lrs_auth, lrs_session
-from .retry import beyond_cap, reschedule_delay, retrying
+from .retry import held_back, reschedule_delay, retrying
 from .sinks import FileSink, LrsSink
 from .store import CLAIM_LEASE, Delivery, Outbox
 
@@ -499,13 +499,9 @@ class _SinkRun:
             return controller(client.post, body, ids)
         except DeliveryTemporary as error:
             tries = int(controller.statistics.get("attempt_number", 1))
-            if beyond_cap(error, policy):
-                asked = error.retry_after or 0.0
-                delay = min(asked, policy.reschedule_max)
-                why = (
-                    f"the LRS asked to wait {asked:g} s (Retry-After), longer than "
-                    f"the {policy.retry_after_cap:g} s a run waits"
-                )
+            held = held_back(error, policy, "the LRS")
+            if held is not None:
+                delay, why = held
             else:
                 delay = reschedule_delay(policy, batch[0].attempts + tries)
                 why = f"{error.message}, {tries} attempt{'s' if tries > 1 else ''}"

@@ -21,7 +21,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..connectors.config import is_loopback
-from .sinks import BasicAuth, BearerAuth, RetryPolicy, Timeouts, _SinkBase
+from .facts import FactOrValue
+from .sinks import BasicAuth, BearerAuth, _HttpSinkBase
 
 __all__ = [
     "COMPLETION_FACTS",
@@ -77,22 +78,17 @@ class ApiKeyAuth(_Part):
     key_secret: str = Field(min_length=1)
 
 
-class FactValue(_Part):
+class FactValue(FactOrValue):
     """One field of a JSON body: a fact of the completion, or a fixed value.
 
     A fact that is unknown for a completion (no email, no credential) leaves the
     field out unless ``when_missing: null`` sends it as null.
     """
 
-    from_: str | None = Field(default=None, alias="from")
-    value: str | int | float | bool | None = None
     when_missing: Literal["leave", "null"] = "leave"
 
     @model_validator(mode="after")
-    def _one_source(self) -> FactValue:
-        fixed = "value" in self.model_fields_set
-        if (self.from_ is None) == (not fixed):
-            raise ValueError("give exactly one of 'from' and 'value'")
+    def _known_fact(self) -> FactValue:
         if self.from_ is not None and self.from_ not in COMPLETION_FACTS:
             raise ValueError(
                 f"unknown completion fact {self.from_!r} "
@@ -200,7 +196,7 @@ class JsonPostConfig(_Part):
         return statuses
 
 
-class HrisSink(_SinkBase):
+class HrisSink(_HttpSinkBase):
     """A connector file of kind ``hris``."""
 
     kind: Literal["hris"]
@@ -215,17 +211,6 @@ class HrisSink(_SinkBase):
         default="UTC", description="the zone a completion's date is taken in"
     )
     batch_size: int = Field(default=50, ge=1, le=500)
-    timeouts: Timeouts = Timeouts()
-    verify_tls: bool = Field(
-        default=True, description="false turns certificate checks off (a warning)"
-    )
-    ca_file: str | None = Field(
-        default=None, description="CA bundle (PEM), relative to the project root"
-    )
-    retry: RetryPolicy = RetryPolicy()
-    deadline_seconds: float = Field(
-        default=900.0, gt=0, le=86_400, description="the longest one run delivers"
-    )
 
     @field_validator("timezone")
     @classmethod

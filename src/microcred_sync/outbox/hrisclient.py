@@ -37,9 +37,10 @@ from ..platform.sql import LearnerIdentityRow
 from ..results.records import AwardRecord
 from ..secrets import read_secret
 from .errors import DeliveryError, DeliveryRefused, DeliveryStopped, DeliveryTemporary
-from .hris import ApiKeyAuth, FactValue, HrisSink
+from .facts import field_values
+from .hris import ApiKeyAuth, HrisSink
 from .lrs import TEMPORARY_STATUSES, BearerToken, lrs_reason
-from .retry import beyond_cap, reschedule_delay, retry_after_seconds, retrying
+from .retry import held_back, reschedule_delay, retry_after_seconds, retrying
 from .sinks import BasicAuth, RetryPolicy
 from .store import Delivery, NewDelivery, Outbox
 
@@ -130,7 +131,7 @@ def hris_delivery(
         payload["record"] = _training_record(config, facts)
     else:
         assert config.json_post is not None
-        payload["body"] = _body(config.json_post.fields, facts)
+        payload["body"] = field_values(config.json_post.fields, facts)
     return NewDelivery(
         id=facts["delivery_id"],
         partner=config.partner,
@@ -158,19 +159,6 @@ def _training_record(config: HrisSink, facts: dict[str, Any]) -> dict[str, Any]:
     if bamboo.credits is not None:
         record["credits"] = bamboo.credits
     return record
-
-
-def _body(specs: dict[str, FactValue], facts: dict[str, Any]) -> dict[str, Any]:
-    body: dict[str, Any] = {}
-    for name, spec in specs.items():
-        if spec.from_ is None:
-            body[name] = spec.value
-            continue
-        value = facts.get(spec.from_)
-        if value is None and spec.when_missing == "leave":
-            continue
-        body[name] = value
-    return body
 
 
 def hris_auth(config: HrisSink, secrets_dir: Path | None) -> AuthBase:
@@ -211,11 +199,7 @@ def hris_session(config: HrisSink, auth: AuthBase, root: Path) -> requests.Sessi
     session.auth = auth
     session.headers["Accept"] = "application/json"
     session.trust_env = False
-    if not config.verify_tls:
-        session.verify = False
-    elif config.ca_file is not None:
-        ca_file = Path(config.ca_file)
-        session.verify = str(ca_file if ca_file.is_absolute() else root / ca_file)
+    session.verify = config.tls_verify(root)
     return session
 
 
@@ -517,13 +501,9 @@ def _pause(
 ) -> DeliveryStopped:
     """Reschedule ``waiting`` for when the HRIS asked (or our backoff says), and
     the stop that ends this sink's run."""
-    if beyond_cap(error, policy):
-        asked = error.retry_after or 0.0
-        delay = min(asked, policy.reschedule_max)
-        why = (
-            f"the HRIS asked to wait {asked:g} s (Retry-After), longer than the "
-            f"{policy.retry_after_cap:g} s a run waits"
-        )
+    held = held_back(error, policy, "the HRIS")
+    if held is not None:
+        delay, why = held
     else:
         delay = reschedule_delay(policy, entry.attempts + policy.max_attempts)
         why = error.message

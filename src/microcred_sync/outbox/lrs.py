@@ -82,11 +82,7 @@ def lrs_session(sink: LrsSink, auth: AuthBase, root: Path) -> requests.Session:
     session.headers["Accept"] = "application/json"
     # Proxies and .netrc from the environment would change where credentials go.
     session.trust_env = False
-    if not sink.verify_tls:
-        session.verify = False
-    elif sink.ca_file is not None:
-        ca_file = Path(sink.ca_file)
-        session.verify = str(ca_file if ca_file.is_absolute() else root / ca_file)
+    session.verify = sink.tls_verify(root)
     return session
 
 

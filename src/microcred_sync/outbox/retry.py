@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 from tenacity import (
     RetryCallState,
@@ -24,34 +22,31 @@ from tenacity import (
 )
 from tenacity.wait import wait_base
 
+from ..http import retry_after_seconds as retry_after_seconds
 from .errors import DeliveryTemporary
 from .sinks import RetryPolicy
-
-
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """The wait a ``Retry-After`` header asks for, in seconds, or None.
-
-    RFC 9110 section 10.2.3: either delay-seconds or an HTTP-date; a date in the
-    past means no wait. Anything else is ignored (None).
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(int(text))
-    try:
-        moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
 
 
 def beyond_cap(error: BaseException, policy: RetryPolicy) -> bool:
     """Whether ``error`` asks for a longer wait than a run waits."""
     asked = getattr(error, "retry_after", None)
     return asked is not None and asked > policy.retry_after_cap
+
+
+def held_back(
+    error: BaseException, policy: RetryPolicy, sink: str
+) -> tuple[float, str] | None:
+    """When ``error`` asks for a longer wait than a run waits: the seconds until
+    a later run tries (what the sink asked, at most ``reschedule_max``) and why,
+    naming the ``sink`` (``the LRS``); None otherwise."""
+    if not beyond_cap(error, policy):
+        return None
+    asked = float(getattr(error, "retry_after", None) or 0.0)
+    why = (
+        f"{sink} asked to wait {asked:g} s (Retry-After), longer than the "
+        f"{policy.retry_after_cap:g} s a run waits"
+    )
+    return min(asked, policy.reschedule_max), why
 
 
 class RetryAfterWait(wait_base):

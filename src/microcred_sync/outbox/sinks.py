@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..connectors.base import Source
-from ..connectors.config import ConnectorBase, is_loopback
+from ..connectors.config import ConnectorBase, TlsSettings, is_loopback
 from ..errors import ConfigError
 
 __all__ = [
@@ -88,7 +88,18 @@ class _SinkBase(ConnectorBase):
         )
 
 
-class LrsSink(_SinkBase):
+class _HttpSinkBase(_SinkBase, TlsSettings):
+    """What every sink reached over https shares: timeouts, TLS, retries and the
+    longest a run delivers to it."""
+
+    timeouts: Timeouts = Timeouts()
+    retry: RetryPolicy = RetryPolicy()
+    deadline_seconds: float = Field(
+        default=900.0, gt=0, le=86_400, description="the longest one run delivers"
+    )
+
+
+class LrsSink(_HttpSinkBase):
     """A connector file of kind ``lrs``: where the LRS is and how to talk to it."""
 
     kind: Literal["lrs"]
@@ -98,17 +109,6 @@ class LrsSink(_SinkBase):
     auth: Annotated[BasicAuth | BearerAuth, Field(discriminator="type")]
     xapi_version: Literal["1.0.3", "2.0.0"] = "1.0.3"
     batch_size: int = Field(default=100, ge=1, le=1000)
-    timeouts: Timeouts = Timeouts()
-    verify_tls: bool = Field(
-        default=True, description="false turns certificate checks off (a warning)"
-    )
-    ca_file: str | None = Field(
-        default=None, description="CA bundle (PEM), relative to the project root"
-    )
-    retry: RetryPolicy = RetryPolicy()
-    deadline_seconds: float = Field(
-        default=900.0, gt=0, le=86_400, description="the longest one run delivers"
-    )
 
     @field_validator("endpoint")
     @classmethod

@@ -368,17 +368,7 @@ class SqlPlatform(Platform):
     def awards_after(
         self, partner: str, after: tuple[datetime, str], limit: int
     ) -> list[AwardRecord]:
-        return [
-            AwardRecord(
-                row.id,
-                partner,
-                row.learner_id,
-                row.program_id,
-                _utc(row.issued_at),
-                _utc(row.imported_at),
-            )
-            for row in self._page(awards_table, partner, after, limit)
-        ]
+        return [_award(row) for row in self._page(awards_table, partner, after, limit)]
 
     def awards_of(
         self, partner: str, learner_ids: Iterable[str]
@@ -399,16 +389,7 @@ class SqlPlatform(Platform):
                     .order_by(awards_table.c.learner_id, awards_table.c.id)
                 )
                 for row in connection.execute(query):
-                    found[row.learner_id].append(
-                        AwardRecord(
-                            row.id,
-                            partner,
-                            row.learner_id,
-                            row.program_id,
-                            _utc(row.issued_at),
-                            _utc(row.imported_at),
-                        )
-                    )
+                    found[row.learner_id].append(_award(row))
         return dict(found)
 
     def _page(
@@ -435,6 +416,17 @@ class SqlPlatform(Platform):
 def _utc(moment: datetime) -> datetime:
     """SQLite gives naive datetimes back; they were written in UTC."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _award(row: Any) -> AwardRecord:
+    return AwardRecord(
+        row.id,
+        row.partner_id,
+        row.learner_id,
+        row.program_id,
+        _utc(row.issued_at),
+        _utc(row.imported_at),
+    )
 
 
 def _result(row: Any) -> ResultRecord:

@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import (
     Column,
     DateTime,
-    Engine,
     MetaData,
     String,
     Table,
@@ -24,11 +23,10 @@ from sqlalchemy import (
     delete,
     func,
     insert,
-    inspect,
     select,
 )
 
-from ..sqlutil import make_engine, sqlite_or_memory
+from ..sqlutil import first_row, make_engine
 
 #: Where an incremental read resumes, per connector and server (a USN means
 #: something only on the server that issued it), and when the last full read was.
@@ -69,22 +67,12 @@ class CursorStore:
     def __init__(self, url: str) -> None:
         self.url = url
 
-    def _engine(self, create: bool) -> Engine:
-        return make_engine(self.url if create else sqlite_or_memory(self.url))
-
     def get(self, connector: str, server: str) -> Cursor | None:
         """The cursor of ``connector`` on ``server``, if one was saved."""
-        engine = self._engine(create=False)
-        try:
-            if not inspect(engine).has_table(cursors.name):
-                return None
-            query = select(cursors).where(
-                cursors.c.connector == connector, cursors.c.server == server
-            )
-            with engine.connect() as connection:
-                row = connection.execute(query).first()
-        finally:
-            engine.dispose()
+        query = select(cursors).where(
+            cursors.c.connector == connector, cursors.c.server == server
+        )
+        row = first_row(self.url, cursors, query)
         if row is None:
             return None
         return Cursor(
@@ -93,17 +81,11 @@ class CursorStore:
 
     def last_full_read(self, connector: str) -> datetime | None:
         """When the last full read of ``connector`` was applied, on any server."""
-        engine = self._engine(create=False)
-        try:
-            if not inspect(engine).has_table(cursors.name):
-                return None
-            query = select(func.max(cursors.c.full_read_at)).where(
-                cursors.c.connector == connector
-            )
-            with engine.connect() as connection:
-                return _aware(connection.execute(query).scalar())
-        finally:
-            engine.dispose()
+        query = select(func.max(cursors.c.full_read_at)).where(
+            cursors.c.connector == connector
+        )
+        row = first_row(self.url, cursors, query)
+        return None if row is None else _aware(row[0])
 
     def save(
         self, connector: str, server: str, value: str, *, full: bool, now: datetime
@@ -114,7 +96,7 @@ class CursorStore:
         """
         previous = self.get(connector, server)
         full_read_at = now if full else (previous.full_read_at if previous else None)
-        engine = self._engine(create=True)
+        engine = make_engine(self.url)
         try:
             cursors.create(engine, checkfirst=True)
             with engine.begin() as connection:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, inspect, select
+from sqlalchemy import select
 
-from ..sqlutil import make_engine, sqlite_or_memory, upsert
+from ..sqlutil import first_row, make_engine, upsert
 from .tables import processed_files
 
 #: Outcomes after which the same content is not read again.
@@ -54,13 +54,9 @@ class ProcessedFiles:
     def __init__(self, url: str) -> None:
         self.url = url
 
-    def _engine(self, create: bool) -> Engine:
-        return make_engine(self.url if create else sqlite_or_memory(self.url))
-
     def find(self, connector: str, sha256: str, size: int) -> ProcessedFile | None:
         """The earliest file of ``connector`` with this content that was archived
         (or skipped as a duplicate of one), if any."""
-        engine = self._engine(create=False)
         query = (
             select(processed_files)
             .where(
@@ -71,13 +67,7 @@ class ProcessedFiles:
             )
             .order_by(processed_files.c.processed_at)
         )
-        try:
-            if not inspect(engine).has_table(processed_files.name):
-                return None
-            with engine.connect() as connection:
-                row = connection.execute(query).first()
-        finally:
-            engine.dispose()
+        row = first_row(self.url, processed_files, query)
         if row is None:
             return None
         identity = FileIdentity(row.name, row.size, _aware(row.mtime), row.sha256)
@@ -97,7 +87,7 @@ class ProcessedFiles:
             "processed_at": now,
         }
         keys = ["connector", "sha256", "name", "size", "mtime"]
-        engine = self._engine(create=True)
+        engine = make_engine(self.url)
         try:
             processed_files.create(engine, checkfirst=True)
             with engine.begin() as connection:

@@ -510,13 +510,13 @@ class StateStore:
         now: datetime,
     ) -> None:
         """Record an applied batch of deferred changes, in one transaction."""
-        # A key whose group holds a held change keeps its old snapshot, so the next
-        # run plans the whole group again; the applied part replays harmlessly.
-        held_keys = {change.source_key for change in batch if change.held}
+        # A group with held changes carries the snapshot of its applied part, with
+        # no record hash, so the next run plans what was held again (the applier
+        # sees to that: ``BatchApplier.finish``).
         rows = [
             _snapshot_row(partner, connector, change)
             for change in batch
-            if change.snapshot is not None and change.source_key not in held_keys
+            if change.snapshot is not None
         ]
         suspended = sum(
             1 for change in batch if change.kind == "suspend" and not change.held

@@ -6,8 +6,10 @@ quarantined records), applied to the platform in one transaction, then recorded
 (the snapshots, and the batch's range of changes as applied) in the state store.
 Groups that deprovision (a suspension, a withdrawal by policy) are only stored:
 they wait for the guard's verdict on the whole read, and ``finish`` applies them
-or holds them. Once ``stop`` is set, the applier raises ``RunStopped`` after the
-batch in hand is recorded: a shutdown never leaves a batch half-done.
+or holds their deprovisioning: the rest of a held group is applied and recorded,
+and only what was held is planned again by the next run. Once ``stop`` is set,
+the applier raises ``RunStopped`` after the batch in hand is recorded: a shutdown
+never leaves a batch half-done.
 
 A crash after a batch is stored but before it is recorded leaves its snapshots as
 they were and its changes unmarked; the next run plans the same changes again and
@@ -18,10 +20,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from ..changes import Change
+from ..changes import Change, Snapshot
 from ..errors import RunStopped
 from ..platform.base import Platform
 from ..state.store import Batch, StateStore
@@ -106,6 +109,7 @@ class BatchApplier:
         if hold:
             self.store.hold_deprovisioning(self.run_id)
         for batch in self.store.planned_batches(self.run_id, self.batch_size):
+            _record_only_what_is_applied(batch)
             self.platform.apply(self.partner, batch)
             self.store.commit_batch(
                 self.run_id,
@@ -130,3 +134,31 @@ class BatchApplier:
 
 def _deprovisions(group: list[Change]) -> bool:
     return any(change.deprovision for change in group)
+
+
+def _record_only_what_is_applied(batch: list[Change]) -> None:
+    """Give each group with held changes the snapshot of the part that is applied.
+
+    Its updates and enrollments go ahead and are remembered, so the next run does
+    not write them again; a held withdrawal keeps its program in the snapshot and a
+    held suspension keeps the learner active, and no record hash is kept, so the
+    next run plans exactly what was held, and nothing held is lost. A batch never
+    splits a group: its first change carries the group's snapshot.
+    """
+    first: Change | None = None
+    for change in batch:
+        if change.snapshot is not None:
+            first = change
+        if change.held and first is not None and first.snapshot is not None:
+            first.snapshot = _without(first.snapshot, change)
+
+
+def _without(snapshot: Snapshot, held: Change) -> Snapshot:
+    """``snapshot`` as it stands while ``held`` waits."""
+    kept = replace(snapshot, record_hash=None)
+    if held.kind == "withdraw" and held.program:
+        kept.programs = sorted({*snapshot.programs, held.program})
+    elif held.kind == "suspend":
+        kept.status = (held.before or {}).get("status", "active")
+        kept.suspended_at = None
+    return kept

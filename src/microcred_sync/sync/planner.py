@@ -312,7 +312,17 @@ class Planner:
         for (key, record, digest, wanted, snapshot, completed), email in zip(
             mapped, emails, strict=True
         ):
-            if email and not self._claim_email(email, key, owners, snapshot):
+            # A leaver who was never provisioned will not be: no learner holds
+            # the email, whichever order the read comes in and whether or not
+            # the leaver was seen by an earlier run.
+            provisioned = wanted.status == "active" or (
+                snapshot is not None and snapshot.status != SKIPPED
+            )
+            if (
+                email
+                and provisioned
+                and not self._claim_email(email, key, owners, snapshot)
+            ):
                 self._quarantine(
                     record, key, "email already belongs to another learner"
                 )

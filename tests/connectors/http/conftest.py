@@ -3,8 +3,6 @@ here, and connector files pointing at it."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +11,7 @@ import pytest
 
 from microcred_sync.connectors.base import Record
 from microcred_sync.connectors.http import HttpConnector, HttpSource
-from tests.connectors.ldap.certificates import make_ca_and_server
+from tests.connectors.ldap.certificates import temporary_ca
 
 from . import vendors
 
@@ -25,14 +23,19 @@ SECRETS = {
     "GENERIC_KEY": vendors.API_KEY,
 }
 
+#: The generic API's key, sent as the ``api_key`` query parameter (masked in errors).
+QUERY_KEY_AUTH = {
+    "type": "api_key",
+    "in": "query",
+    "name": "api_key",
+    "key_secret": "GENERIC_KEY",
+}
+
 
 @pytest.fixture(scope="session")
 def http_tls() -> Iterator[dict[str, Path]]:
-    folder = Path(tempfile.mkdtemp(prefix="microcred-http-tls-"))
-    try:
-        yield make_ca_and_server(folder)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    with temporary_ca("microcred-http-tls-") as files:
+        yield files
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import pytest
 from microcred_sync.connectors.http import HttpSource
 from microcred_sync.errors import ReadIncomplete, SourceUnavailable
 
-from .conftest import read_all
+from .conftest import QUERY_KEY_AUTH, read_all
 from .vendors import API_KEY, CLIENT_ID, WORKDAY_PATH, WORKDAY_USER, Fault, Person
 
 WORKDAY = {
@@ -30,6 +30,11 @@ OAUTH = {
     "client_secret_secret": "CLIENT_SECRET",
     "scope": "roster.read",
 }
+
+
+def _oauth(connector) -> dict[str, str]:
+    """Client credentials with the vendor server's own token endpoint."""
+    return {**OAUTH, "token_url": connector("/oauth/token", records="x", key="x").url}
 
 
 @pytest.fixture
@@ -101,12 +106,7 @@ def test_an_html_sign_in_page_fails_with_the_masked_url(vendor, connector) -> No
     vendor.faults.append(Fault("html", "/generic/page"))
     config = connector(
         "/generic/page",
-        auth={
-            "type": "api_key",
-            "in": "query",
-            "name": "api_key",
-            "key_secret": "GENERIC_KEY",
-        },
+        auth=QUERY_KEY_AUTH,
         records="users",
         key="id",
         pagination={"style": "page"},
@@ -188,10 +188,7 @@ def test_oauth_token_is_cached_and_refreshed_once_after_401(vendor, connector) -
     for a new one once and the read goes on."""
     config = connector(
         "/generic/oauth",
-        auth={
-            **OAUTH,
-            "token_url": connector("/oauth/token", records="x", key="x").url,
-        },
+        auth=_oauth(connector),
         records="items",
         key="id",
         pagination={"style": "next_link"},
@@ -212,10 +209,7 @@ def test_oauth_401_right_after_a_new_token_stops(vendor, connector) -> None:
     vendor.token_lifetime = -1
     config = connector(
         "/generic/oauth",
-        auth={
-            **OAUTH,
-            "token_url": connector("/oauth/token", records="x", key="x").url,
-        },
+        auth=_oauth(connector),
         records="items",
         key="id",
     )
@@ -230,10 +224,7 @@ def test_a_refused_client_secret_names_the_token_endpoint(
     monkeypatch.setenv("CLIENT_SECRET", "wrong-secret")
     config = connector(
         "/generic/oauth",
-        auth={
-            **OAUTH,
-            "token_url": connector("/oauth/token", records="x", key="x").url,
-        },
+        auth=_oauth(connector),
         records="items",
         key="id",
     )

@@ -6,7 +6,7 @@ import pytest
 
 from microcred_sync.errors import ReadIncomplete
 
-from .conftest import read_all
+from .conftest import QUERY_KEY_AUTH, read_all
 
 KEY_AUTH = {"type": "api_key", "key_secret": "GENERIC_KEY"}
 
@@ -76,12 +76,7 @@ def test_page_numbers_up_to_total_pages(vendor, connector) -> None:
     """?page=N&per_page=M from 1 to total_pages; numbers and booleans as text."""
     config = connector(
         "/generic/page",
-        auth={
-            "type": "api_key",
-            "in": "query",
-            "name": "api_key",
-            "key_secret": "GENERIC_KEY",
-        },
+        auth=QUERY_KEY_AUTH,
         records="users",
         key="id",
         pagination={"style": "page", "size": 60, "total_pages_path": "total_pages"},

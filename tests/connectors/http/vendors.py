@@ -28,18 +28,17 @@ import base64
 import json
 import re
 import secrets
-import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from tests.local_server import LocalServer, QuietHandler
 
 WORKDAY_PATH = "/ccx/service/customreport2/examplegroup/ISU_Learning/Learning_Roster"
 WORKDAY_USER, WORKDAY_PASSWORD = "ISU_Learning@examplegroup", "workday-password"
@@ -189,17 +188,8 @@ class State:
         return None
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(QuietHandler):
     server: VendorServer
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return None
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body leave in two writes: no delayed-ACK wait between.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -534,30 +524,9 @@ class Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": "unknown style"})
 
 
-class VendorServer(ThreadingHTTPServer):
+class VendorServer(LocalServer):
     """The server, in a thread, over TLS when given a certificate."""
 
-    daemon_threads = True
-
     def __init__(self, cert: Path | None = None, key: Path | None = None) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
+        super().__init__(Handler, cert, key)
         self.state = State()
-        self.scheme = "http"
-        if cert is not None and key is not None:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(cert, key)
-            self.socket = context.wrap_socket(self.socket, server_side=True)
-            self.scheme = "https"
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.server_address[1]}"
-
-    def start(self) -> VendorServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -108,3 +112,14 @@ def make_ca_and_server(folder: Path) -> dict[str, Path]:
         )
     )
     return files
+
+
+@contextmanager
+def temporary_ca(prefix: str, under: str | None = None) -> Iterator[dict[str, Path]]:
+    """``make_ca_and_server`` in a temporary folder (named ``prefix``..., in
+    ``under`` when given), deleted afterwards: a session's test CA."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=under))
+    try:
+        yield make_ca_and_server(folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

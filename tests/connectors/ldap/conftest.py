@@ -44,11 +44,8 @@ def _missing(what: str) -> None:
 @pytest.fixture(scope="session")
 def tls_files() -> Iterator[dict[str, Path]]:
     """A CA and a server certificate for 127.0.0.1 and localhost, made here."""
-    folder = Path(tempfile.mkdtemp(prefix="microcred-tls-", dir="/var/tmp"))
-    try:
-        yield certificates.make_ca_and_server(folder)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    with certificates.temporary_ca("microcred-tls-", under="/var/tmp") as files:
+        yield files
 
 
 @pytest.fixture(scope="session")

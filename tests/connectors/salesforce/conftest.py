@@ -3,18 +3,18 @@ certificate from a CA made here, and connector configurations pointing at it."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from microcred_sync.connectors.salesforce import SalesforceConnector
-from tests.connectors.ldap.certificates import make_ca_and_server
+from tests.conftest import ProjectDir
+from tests.connectors.ldap.certificates import temporary_ca
 
 from . import emulator
 
@@ -28,11 +28,8 @@ SECRETS = {
 
 @pytest.fixture(scope="session")
 def tls_folder() -> Iterator[dict[str, Path]]:
-    folder = Path(tempfile.mkdtemp(prefix="microcred-sf-tls-"))
-    try:
-        yield make_ca_and_server(folder)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    with temporary_ca("microcred-sf-tls-") as files:
+        yield files
 
 
 @pytest.fixture(scope="session")
@@ -78,6 +75,23 @@ def secrets(monkeypatch: pytest.MonkeyPatch, jwt_key: rsa.RSAPrivateKey) -> None
         serialization.NoEncryption(),
     )
     monkeypatch.setenv("SF_PRIVATE_KEY", pem.decode())
+
+
+@pytest.fixture
+def association(
+    project_dir: ProjectDir,
+    server: emulator.EmulatorServer,
+    tls_folder: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> ProjectDir:
+    """The repository's configuration, its Salesforce connector at the emulator."""
+    path = project_dir.root / "connectors" / "example-association.yaml"
+    content = yaml.safe_load(path.read_text(encoding="utf-8"))
+    content.update(login_url=server.base_url, ca_file=str(tls_folder["ca"]))
+    path.write_text(yaml.safe_dump(content), encoding="utf-8")
+    monkeypatch.setenv("EXAMPLE_ASSOCIATION_SF_PASSWORD", emulator.PASSWORD)
+    monkeypatch.setenv("EXAMPLE_ASSOCIATION_SF_TOKEN", emulator.SECURITY_TOKEN)
+    return project_dir
 
 
 def connector(

@@ -31,16 +31,14 @@ import io
 import json
 import re
 import secrets
-import socket
-import ssl
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import jwt
+
+from tests.local_server import LocalServer, QuietHandler
 
 from . import soql
 from .org import (
@@ -83,20 +81,10 @@ __all__ = [
 _LOGIN_HOST = re.compile(r"^/[^/]+\.salesforce\.com(/.*)$")
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(QuietHandler):
     """One request to the emulated org."""
 
-    protocol_version = "HTTP/1.1"
     server: EmulatorServer
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out in two writes; without this, delayed ACKs make
-        # every answer wait ~40 ms.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
 
     @property
     def org(self) -> Org:
@@ -568,31 +556,16 @@ class Handler(BaseHTTPRequestHandler):
         self._error(404, "NOT_FOUND", "The requested resource does not exist")
 
 
-class EmulatorServer(ThreadingHTTPServer):
+class EmulatorServer(LocalServer):
     """The HTTPS server; ``base_url`` is what logins give as the instance."""
 
-    daemon_threads = True
     allow_reuse_address = True
 
     def __init__(
         self, org: Org, cert: Path, key: Path, port: int = 0, version: str = "59.0"
     ) -> None:
-        super().__init__(("127.0.0.1", port), Handler)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert, key)
-        self.socket = context.wrap_socket(self.socket, server_side=True)
+        super().__init__(Handler, cert, key, port)
         self.org, self.version = org, version
-        self.base_url = f"https://127.0.0.1:{self.server_address[1]}"
-        self.thread: threading.Thread | None = None
-
-    def start(self) -> EmulatorServer:
-        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
 
 
 def main() -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import orjson
 import pytest
-import yaml
 
 import microcred_sync.outbox  # noqa: F401  (registers the outbox table)
 from microcred_sync.changes import learner_id
+from microcred_sync.connectors.salesforce import SalesforceConnector
 from microcred_sync.connectors.salesforce.deliveries import (
     contact_delivery,
     contact_facts,
@@ -26,16 +26,14 @@ from microcred_sync.connectors.salesforce.writeback import (
 from microcred_sync.outbox.deliver import run_deliver
 from microcred_sync.outbox.store import Outbox
 from microcred_sync.partners import Program
-from microcred_sync.platform.sql import LearnerIdentityRow, SqlPlatform
+from microcred_sync.platform.sql import LearnerIdentityRow
 from microcred_sync.project import load_project
 from microcred_sync.results.flow import run_results
-from microcred_sync.results.importer import import_rows, read_rows
 from microcred_sync.results.records import AwardRecord, award_id
 from microcred_sync.settings import Settings
 from microcred_sync.state.store import StateStore
 from tests.conftest import ProjectDir
 
-from . import emulator
 from .conftest import connector
 
 PARTNER = "example-association"
@@ -98,6 +96,20 @@ def test_the_state_is_the_latest_award_and_the_credits_of_all() -> None:
     assert contact_facts(PARTNER, learner, [_award("retired-program", 1)], {}) is None
 
 
+def _contact_connector(server, tls_folder) -> SalesforceConnector:
+    """A write-back of awards that also sets the learner's Contact."""
+    return connector(
+        server,
+        tls_folder,
+        roster=None,
+        writeback={
+            "object": "Credential__c",
+            "external_id": "Award_Id__c",
+            "contact": {"fields": CONTACT_FIELDS},
+        },
+    )
+
+
 @pytest.fixture
 def outbox(tmp_path: Path) -> Outbox:
     store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
@@ -110,16 +122,7 @@ def test_replace_keeps_the_latest_state_whatever_became_of_the_last(
 ) -> None:
     """New: stored; the same again: nothing; another one: pending again with it,
     delivered or dead before; a wait after a failure is kept."""
-    config = connector(
-        server,
-        tls_folder,
-        roster=None,
-        writeback={
-            "object": "Credential__c",
-            "external_id": "Award_Id__c",
-            "contact": {"fields": CONTACT_FIELDS},
-        },
-    )
+    config = _contact_connector(server, tls_folder)
     learner = LearnerIdentityRow("l-1", "003EM0000000001AAA", None, None)
     first = contact_delivery(
         config, SINK, learner, [_award("member-essentials", 1)], PROGRAMS
@@ -156,16 +159,7 @@ def test_a_state_replaced_while_it_was_on_the_wire_stays_pending(
 ) -> None:
     """The batch sent the older state; the newer one, stored meanwhile, is not
     marked delivered with it and goes out next."""
-    config = connector(
-        server,
-        tls_folder,
-        roster=None,
-        writeback={
-            "object": "Credential__c",
-            "external_id": "Award_Id__c",
-            "contact": {"fields": CONTACT_FIELDS},
-        },
-    )
+    config = _contact_connector(server, tls_folder)
     contact = org.add("Contact", LastName="Member")
     learner = LearnerIdentityRow("l-1", contact["Id"], None, None)
     older = [_award("member-essentials", 1)]
@@ -194,16 +188,7 @@ def test_a_refused_state_is_dead_only_if_no_newer_one_came(
 ) -> None:
     """A field error dead-letters the state that met it; a state stored since
     stays pending."""
-    config = connector(
-        server,
-        tls_folder,
-        roster=None,
-        writeback={
-            "object": "Credential__c",
-            "external_id": "Award_Id__c",
-            "contact": {"fields": CONTACT_FIELDS},
-        },
-    )
+    config = _contact_connector(server, tls_folder)
     refused, replaced = (org.add("Contact", LastName=f"M{n}") for n in range(2))
     learners = [
         LearnerIdentityRow(f"l-{n}", contact["Id"], None, None)
@@ -242,32 +227,13 @@ def test_a_refused_state_is_dead_only_if_no_newer_one_came(
 # -- through the example's jobs ----------------------------------------------------
 
 
-@pytest.fixture
-def association(project_dir: ProjectDir, server, tls_folder, monkeypatch) -> ProjectDir:
-    """The repository's configuration, its Salesforce connector at the emulator."""
-    path = project_dir.root / "connectors" / "example-association.yaml"
-    content = yaml.safe_load(path.read_text(encoding="utf-8"))
-    content.update(login_url=server.base_url, ca_file=str(tls_folder["ca"]))
-    path.write_text(yaml.safe_dump(content), encoding="utf-8")
-    monkeypatch.setenv("EXAMPLE_ASSOCIATION_SF_PASSWORD", emulator.PASSWORD)
-    monkeypatch.setenv("EXAMPLE_ASSOCIATION_SF_TOKEN", emulator.SECURITY_TOKEN)
-    return project_dir
-
-
 def _import_award(project_dir: ProjectDir, member: str, program: str, at: str) -> None:
     path = project_dir.root / "awards.csv"
     path.write_text(
         f"kind,learner,program,issued_at\naward,{member},{program},{at}\n",
         encoding="utf-8",
     )
-    project = load_project(Settings(root=project_dir.root))
-    settings = project.settings
-    platform = SqlPlatform(settings.database_url(settings.platform_url))
-    try:
-        programs = project.programs_of(PARTNER)
-        report = import_rows(read_rows(path), PARTNER, programs, platform)
-    finally:
-        platform.close()
+    report = project_dir.import_results(path, PARTNER)
     assert (report.awards, report.rejected) == (1, [])
 
 

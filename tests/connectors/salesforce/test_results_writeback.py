@@ -25,18 +25,15 @@ from microcred_sync.errors import ConfigError
 from microcred_sync.outbox.deliver import run_deliver
 from microcred_sync.outbox.store import Outbox
 from microcred_sync.partners import Program
-from microcred_sync.platform.sql import LearnerIdentityRow, SqlPlatform
+from microcred_sync.platform.sql import LearnerIdentityRow
 from microcred_sync.project import load_project
 from microcred_sync.results.flow import run_results
-from microcred_sync.results.importer import import_rows, read_rows
 from microcred_sync.results.records import AwardRecord, ResultRecord, result_id
 from microcred_sync.settings import Settings
 from microcred_sync.state.store import StateStore
 from microcred_sync.statements.scorm import Outcome, Score
 from microcred_sync.statements.vocabulary import COMPLETED, PASSED
-from tests.conftest import ProjectDir
 
-from . import emulator
 from .conftest import connector
 
 PARTNER = "example-association"
@@ -222,18 +219,6 @@ def test_one_batch_of_awards_results_and_contacts_is_one_call_per_kind(
 # -- through the example's jobs ----------------------------------------------------
 
 
-@pytest.fixture
-def association(project_dir: ProjectDir, server, tls_folder, monkeypatch) -> ProjectDir:
-    """The repository's configuration, its Salesforce connector at the emulator."""
-    path = project_dir.root / "connectors" / "example-association.yaml"
-    content = yaml.safe_load(path.read_text(encoding="utf-8"))
-    content.update(login_url=server.base_url, ca_file=str(tls_folder["ca"]))
-    path.write_text(yaml.safe_dump(content), encoding="utf-8")
-    monkeypatch.setenv("EXAMPLE_ASSOCIATION_SF_PASSWORD", emulator.PASSWORD)
-    monkeypatch.setenv("EXAMPLE_ASSOCIATION_SF_TOKEN", emulator.SECURITY_TOKEN)
-    return project_dir
-
-
 def test_a_results_program_not_offered_is_refused(association) -> None:
     """The connector file names the file, the field and the unknown program."""
     path = association.root / "connectors" / "example-association.yaml"
@@ -276,16 +261,9 @@ def test_the_example_writes_back_completed_ce_results_once(association, org) -> 
         f"{key},{ETHICS},2026-11-30T13:00:00Z,passed,80,100\n",
         encoding="utf-8",
     )
+    for source in (path, scorm):
+        assert association.import_results(source, PARTNER).rejected == []
     project = load_project(Settings(root=association.root))
-    settings = project.settings
-    platform = SqlPlatform(settings.database_url(settings.platform_url))
-    try:
-        programs = project.programs_of(PARTNER)
-        for source in (path, scorm):
-            report = import_rows(read_rows(source), PARTNER, programs, platform)
-            assert report.rejected == []
-    finally:
-        platform.close()
 
     queued = run_results(project, "example-association-results")
     assert (queued.status, queued.results, queued.enqueued) == ("done", 4, 2)

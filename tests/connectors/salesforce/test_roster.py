@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,23 +19,12 @@ from microcred_sync.platform.sql import LearnerIdentityRow
 from microcred_sync.project import load_project
 from microcred_sync.results.records import AwardRecord
 from microcred_sync.settings import Settings
+from tests.cli_runner import cli
 from tests.conftest import ProjectDir
 
 from . import emulator
 
 JOB = "example-association-roster"
-
-
-@pytest.fixture
-def association(project_dir: ProjectDir, server, tls_folder, monkeypatch) -> ProjectDir:
-    """The repository's configuration, its Salesforce connector at the emulator."""
-    path = project_dir.root / "connectors" / "example-association.yaml"
-    content = yaml.safe_load(path.read_text(encoding="utf-8"))
-    content.update(login_url=server.base_url, ca_file=str(tls_folder["ca"]))
-    path.write_text(yaml.safe_dump(content), encoding="utf-8")
-    monkeypatch.setenv("EXAMPLE_ASSOCIATION_SF_PASSWORD", emulator.PASSWORD)
-    monkeypatch.setenv("EXAMPLE_ASSOCIATION_SF_TOKEN", emulator.SECURITY_TOKEN)
-    return project_dir
 
 
 def _snapshot(project: ProjectDir, key: str) -> tuple[str, list[str]] | None:
@@ -184,25 +170,13 @@ def test_the_connector_file_is_checked_field_by_field(association) -> None:
 def test_the_example_job_runs_from_the_command_line(association, org) -> None:
     """As the README says: plan, run, and a second run that is a delta read."""
     emulator.seed_members(org, 40)
-    environment = {**os.environ, "MICROCRED_ROOT": str(association.root)}
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "microcred_sync", *args],
-            capture_output=True,
-            text=True,
-            env=environment,
-            timeout=120,
-            check=False,
-        )
-
-    plan = cli("plan", JOB)
+    plan = cli(association, "plan", JOB)
     assert plan.returncode == 0, plan.stderr
-    first = cli("run", JOB)
+    first = cli(association, "run", JOB)
     assert first.returncode == 0, first.stderr
     assert "read 40," in first.stdout and "learners created 27" in first.stdout
     assert "inactive in the source 13" in first.stdout
-    second = cli("run", JOB)
+    second = cli(association, "run", JOB)
     assert second.returncode == 0, second.stderr
     assert "delta read of" in second.stderr and "platform writes 0" in second.stdout
 
@@ -261,9 +235,7 @@ def test_an_award_goes_back_to_the_members_org_through_the_results_flow(
     """Roster from the org, an award on the platform, the results job queues its
     write-back, the deliver job upserts it: once, keyed by the award's id."""
     from microcred_sync.changes import learner_id
-    from microcred_sync.platform.sql import SqlPlatform
     from microcred_sync.results.flow import run_results
-    from microcred_sync.results.importer import import_rows, read_rows
     from microcred_sync.results.records import award_id
 
     member = org.add(
@@ -283,15 +255,9 @@ def test_an_award_goes_back_to_the_members_org_through_the_results_flow(
         f"award,{member['Id']},member-essentials,2026-11-30T09:00:00Z\n",
         encoding="utf-8",
     )
-    project = load_project(Settings(root=association.root))
-    settings = project.settings
-    platform = SqlPlatform(settings.database_url(settings.platform_url))
-    try:
-        programs = project.programs_of("example-association")
-        report = import_rows(read_rows(path), "example-association", programs, platform)
-    finally:
-        platform.close()
+    report = association.import_results(path, "example-association")
     assert (report.awards, report.rejected) == (1, [])
+    project = load_project(Settings(root=association.root))
 
     queued = run_results(project, "example-association-results")
     # The award's Credential__c, and the member's Contact state.

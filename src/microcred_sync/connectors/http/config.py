@@ -18,7 +18,7 @@ import jmespath
 from jmespath.exceptions import JMESPathError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..config import ConnectorBase, is_loopback
+from ..config import ConnectorBase, Retry, TlsSettings, is_loopback
 
 #: Query parameter names that carry a credential: masked in errors and logs.
 CREDENTIAL_PARAM: Final = re.compile(
@@ -221,19 +221,6 @@ class Timeouts(_Part):
     read: float = Field(default=60.0, gt=0, le=900)
 
 
-class Retry(_Part):
-    """Retries of connection errors, cut-short bodies, 429 and 5xx (seconds).
-
-    A ``Retry-After`` is honoured up to ``retry_after_cap``; a longer one stops the
-    read at once rather than block a worker (HT-01).
-    """
-
-    max_attempts: int = Field(default=4, ge=1, le=10)
-    backoff_base: float = Field(default=1.0, gt=0, le=60)
-    backoff_max: float = Field(default=30.0, gt=0, le=600)
-    retry_after_cap: float = Field(default=120.0, gt=0, le=3600)
-
-
 class IncrementalConfig(_Part):
     """Delta reads between full reads, from a cursor kept in the state store.
 
@@ -249,7 +236,7 @@ class IncrementalConfig(_Part):
     cursor_field: str | None = Field(default=None, min_length=1)
 
 
-class HttpConnector(ConnectorBase):
+class HttpConnector(ConnectorBase, TlsSettings):
     """A connector file of kind ``http``: a roster read from a JSON API."""
 
     kind: Literal["http"]
@@ -279,12 +266,6 @@ class HttpConnector(ConnectorBase):
     incremental: IncrementalConfig | None = None
     timeouts: Timeouts = Timeouts()
     retry: Retry = Retry()
-    verify_tls: bool = Field(
-        default=True, description="false turns certificate checks off (a warning)"
-    )
-    ca_file: str | None = Field(
-        default=None, description="CA bundle (PEM), relative to the project root"
-    )
     deadline_seconds: float = Field(default=3600.0, gt=0, le=86_400)
     max_pages: int = Field(default=100_000, ge=1)
 

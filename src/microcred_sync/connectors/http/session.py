@@ -27,7 +27,6 @@ The errors, turned into ``SourceUnavailable`` or ``ReadIncomplete`` by the sourc
 from __future__ import annotations
 
 import logging
-import random
 import re
 import time
 from collections.abc import Mapping
@@ -41,19 +40,14 @@ from requests.auth import AuthBase, HTTPBasicAuth
 from requests.structures import CaseInsensitiveDict
 from tenacity import (
     RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    retry_if_result,
-    stop_after_attempt,
 )
 
-from ...outbox.retry import retry_after_seconds
-from .config import CREDENTIAL_PARAM, OAuthClientCredentials, Retry, Timeouts
+from ...http import answer_retrying, asked_too_long, failed_attempt
+from ..config import Retry
+from .config import CREDENTIAL_PARAM, OAuthClientCredentials, Timeouts
 
 logger = logging.getLogger(__name__)
 
-#: Answers a later attempt may not meet (RFC 9110 15.5.20, 15.6).
-TEMPORARY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
 
 #: Transport failures worth another attempt; ``ChunkedEncodingError`` is a body
 #: shorter than its ``Content-Length`` (urllib3's ``IncompleteRead``).
@@ -261,14 +255,7 @@ class ApiSession:
         self.secret_params: frozenset[str] = frozenset()
         self.counters = {"requests": 0, "retries": 0, "token_requests": 0}
         # One controller for every call: each call keeps its own attempt state.
-        self.retrying = Retrying(
-            retry=retry_if_exception_type(TEMPORARY_ERRORS)
-            | retry_if_result(lambda answer: answer.status_code in TEMPORARY_STATUSES),
-            stop=stop_after_attempt(retry.max_attempts),
-            wait=self._wait,
-            before_sleep=self._log_retry,
-            retry_error_callback=_last_outcome,
-        )
+        self.retrying = answer_retrying(retry, TEMPORARY_ERRORS, self._log_retry)
 
     def close(self) -> None:
         self.session.close()
@@ -317,39 +304,21 @@ class ApiSession:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s: %s %s", self.connector, method, urlsplit(url).path)
         response = self.session.request(method, url, **options)
-        if response.status_code in TEMPORARY_STATUSES:
-            asked = retry_after_seconds(response.headers.get("Retry-After"))
-            if asked is not None and asked > self.retry_policy.retry_after_cap:
-                raise ServerBusy(
-                    f"HTTP {response.status_code} with Retry-After {asked:g} s from"
-                    f" {self.shown(response.url)}, longer than retry_after_cap"
-                    f" ({self.retry_policy.retry_after_cap:g} s); a later run tries"
-                    " again",
-                    response.status_code,
-                )
+        asked = asked_too_long(self.retry_policy, response)
+        if asked is not None:
+            raise ServerBusy(
+                f"HTTP {response.status_code} with Retry-After {asked:g} s from"
+                f" {self.shown(response.url)}, longer than retry_after_cap"
+                f" ({self.retry_policy.retry_after_cap:g} s); a later run tries"
+                " again",
+                response.status_code,
+            )
         return response
-
-    def _wait(self, state: RetryCallState) -> float:
-        policy = self.retry_policy
-        exponent = min(state.attempt_number - 1, 20)
-        ours = min(policy.backoff_base * 2.0**exponent, policy.backoff_max)
-        ours += random.uniform(0, policy.backoff_base)
-        outcome = state.outcome
-        if outcome is not None and not outcome.failed:
-            asked = retry_after_seconds(outcome.result().headers.get("Retry-After"))
-            if asked is not None:
-                ours = max(ours, asked + random.uniform(0, policy.backoff_base))
-        return min(ours, policy.retry_after_cap)
 
     def _log_retry(self, state: RetryCallState) -> None:
         self.counters["retries"] += 1
         method, url = state.args
-        outcome = state.outcome
-        if outcome is not None and outcome.failed:
-            what = type(outcome.exception()).__name__
-        else:
-            what = f"HTTP {outcome.result().status_code}" if outcome else "?"
-        wait = state.next_action.sleep if state.next_action else 0.0
+        what, wait = failed_attempt(state)
         logger.warning(
             "%s: %s %s failed (%s); attempt %d of %d in %.1f s",
             self.connector,
@@ -422,9 +391,3 @@ class _Where:
 
     def __str__(self) -> str:
         return f"{self.method} {self.api.shown(self.url)}"
-
-
-def _last_outcome(state: RetryCallState) -> Any:
-    """After the last attempt: its answer (checked by the caller), or its error."""
-    assert state.outcome is not None
-    return state.outcome.result()

@@ -72,13 +72,9 @@ def open_session(
 ) -> ApiSession:
     """The connector's session: timeouts, retries, TLS settings and auth (secrets
     read now: ``ConfigError`` naming a missing one, never its value)."""
-    verify: bool | str = True
     if not config.verify_tls:
         logger.warning("%s: TLS certificate verification is OFF", connector)
-        verify = False
-    elif config.ca_file is not None:
-        ca_path = Path(config.ca_file)
-        verify = str(ca_path if ca_path.is_absolute() else root / ca_path)
+    verify = config.tls_verify(root)
     api = ApiSession(config.timeouts, config.retry, verify, connector, config.headers)
     api.auth = _auth(config, api, secrets_dir)
     if isinstance(config.auth, ApiKeyAuth) and config.auth.in_ == "query":

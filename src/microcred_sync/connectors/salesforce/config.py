@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from simple_salesforce.format import format_soql
 
-from ..config import ConnectorBase, is_loopback
+from ...outbox.facts import FactOrValue
+from ..config import ConnectorBase, Retry, TlsSettings, is_loopback
 
 #: An API name: ``Contact``, ``Membership_Level__c``.
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -122,19 +123,6 @@ class Timeouts(_Part):
     read: float = Field(default=120.0, gt=0, le=900)
 
 
-class Retry(_Part):
-    """Retries of connection errors and 5xx answers of idempotent calls (seconds).
-
-    A ``Retry-After`` is honoured up to ``retry_after_cap``; a longer one stops the
-    run instead of blocking a worker (HT-01).
-    """
-
-    max_attempts: int = Field(default=4, ge=1, le=10)
-    backoff_base: float = Field(default=1.0, gt=0, le=60)
-    backoff_max: float = Field(default=30.0, gt=0, le=600)
-    retry_after_cap: float = Field(default=120.0, gt=0, le=3600)
-
-
 class IncrementalConfig(_Part):
     """Delta reads by ``SystemModstamp`` between full reads."""
 
@@ -202,7 +190,7 @@ class RosterConfig(_Part):
         return str(format_soql(self.where, **self.values))
 
 
-class FieldValueSpec(_Part):
+class FieldValueSpec(FactOrValue):
     """One Salesforce field of a write-back: from a fact, or a fixed value.
 
     A field left out of ``fields`` is left unchanged; ``value: null`` clears it;
@@ -210,20 +198,11 @@ class FieldValueSpec(_Part):
     unknown for an award does: ``leave`` the field, or ``clear`` it.
     """
 
-    from_: str | None = Field(default=None, alias="from")
-    value: str | int | float | bool | None = None
     when_missing: Literal["leave", "clear"] = "leave"
     #: The field's Salesforce type, as describe() gives it (``date``,
     #: ``datetime``, ``string``...). When every field of an object says its type,
     #: the write-back asks no describe() of that object: one data call less.
     type: str | None = Field(default=None, pattern=r"^[a-z]+$")
-
-    @model_validator(mode="after")
-    def _one_source(self) -> FieldValueSpec:
-        fixed = "value" in self.model_fields_set
-        if (self.from_ is None) == (not fixed):
-            raise ValueError("give exactly one of 'from' and 'value'")
-        return self
 
 
 def _check_fields(
@@ -256,7 +235,40 @@ class ContactUpdate(_Part):
         return _check_fields(fields, CONTACT_FACTS, "Contact")
 
 
-class ResultsWriteback(_Part):
+class _Upsert(_Part):
+    """Records of ``object`` upserted by ``external_id``, its value the fact
+    ``external_id_from``; each of ``fields`` from one of the ``facts``."""
+
+    #: The facts its ``from`` may name, and what they are of (in errors).
+    facts: ClassVar[tuple[str, ...]]
+    described: ClassVar[str]
+
+    object: str
+    external_id: str
+    external_id_from: str
+    fields: dict[str, FieldValueSpec] = Field(default_factory=dict)
+
+    @field_validator("object", "external_id")
+    @classmethod
+    def _names(cls, value: str) -> str:
+        return _api_name(value)
+
+    @field_validator("fields")
+    @classmethod
+    def _field_names(
+        cls, fields: dict[str, FieldValueSpec]
+    ) -> dict[str, FieldValueSpec]:
+        return _check_fields(fields, cls.facts, cls.described)
+
+    @field_validator("external_id_from")
+    @classmethod
+    def _fact(cls, value: str) -> str:
+        if value not in cls.facts:
+            raise ValueError(f"unknown {cls.described} fact {value!r}")
+        return value
+
+
+class ResultsWriteback(_Upsert):
     """Chosen results upserted as records of ``object`` keyed by ``external_id``.
 
     ``programs`` limits them to results of those programs (all when empty);
@@ -264,41 +276,26 @@ class ResultsWriteback(_Part):
     reports something (``reported``: what an xAPI statement would be sent for).
     """
 
+    facts = RESULT_FACTS
+    described = "result"
+
     object: str = Field(description="e.g. Course_Result__c")
     external_id: str = Field(description="the external id field, e.g. Result_Id__c")
     external_id_from: str = Field(default="result_id", description="a result fact")
     programs: tuple[str, ...] = ()
     only: Literal["reported", "completed", "passed"] = "completed"
-    fields: dict[str, FieldValueSpec] = Field(default_factory=dict)
-
-    @field_validator("object", "external_id")
-    @classmethod
-    def _names(cls, value: str) -> str:
-        return _api_name(value)
-
-    @field_validator("fields")
-    @classmethod
-    def _field_names(
-        cls, fields: dict[str, FieldValueSpec]
-    ) -> dict[str, FieldValueSpec]:
-        return _check_fields(fields, RESULT_FACTS, "result")
-
-    @field_validator("external_id_from")
-    @classmethod
-    def _fact(cls, value: str) -> str:
-        if value not in RESULT_FACTS:
-            raise ValueError(f"unknown result fact {value!r}")
-        return value
 
 
-class WritebackConfig(_Part):
+class WritebackConfig(_Upsert):
     """Awards upserted as records of ``object`` keyed by ``external_id``; chosen
     results too (``results``), and the learner's Contact (``contact``)."""
+
+    facts = AWARD_FACTS
+    described = "award"
 
     object: str = Field(description="e.g. Credential__c")
     external_id: str = Field(description="the external id field, e.g. Award_Id__c")
     external_id_from: str = Field(default="award_id", description="an award fact")
-    fields: dict[str, FieldValueSpec] = Field(default_factory=dict)
     contact: ContactUpdate | None = None
     results: ResultsWriteback | None = None
     batch_size: int = Field(default=200, ge=1, le=200)
@@ -306,27 +303,8 @@ class WritebackConfig(_Part):
         default=3600.0, gt=0, le=86_400, description="after REQUEST_LIMIT_EXCEEDED"
     )
 
-    @field_validator("object", "external_id")
-    @classmethod
-    def _names(cls, value: str) -> str:
-        return _api_name(value)
 
-    @field_validator("fields")
-    @classmethod
-    def _field_names(
-        cls, fields: dict[str, FieldValueSpec]
-    ) -> dict[str, FieldValueSpec]:
-        return _check_fields(fields, AWARD_FACTS, "award")
-
-    @field_validator("external_id_from")
-    @classmethod
-    def _fact(cls, value: str) -> str:
-        if value not in AWARD_FACTS:
-            raise ValueError(f"unknown award fact {value!r}")
-        return value
-
-
-class SalesforceConnector(ConnectorBase):
+class SalesforceConnector(ConnectorBase, TlsSettings):
     """A connector file of kind ``salesforce``."""
 
     kind: Literal["salesforce"]
@@ -339,12 +317,6 @@ class SalesforceConnector(ConnectorBase):
     auth: Auth
     timeouts: Timeouts = Timeouts()
     retry: Retry = Retry()
-    verify_tls: bool = Field(
-        default=True, description="false turns certificate checks off (a warning)"
-    )
-    ca_file: str | None = Field(
-        default=None, description="CA bundle (PEM), relative to the project root"
-    )
     max_api_share: float = Field(
         default=0.9,
         gt=0,

@@ -22,13 +22,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ...changes import derived_id
+from ...outbox.facts import field_values
 from ...outbox.store import NewDelivery
 from ...partners import Program
 from ...platform.sql import LearnerIdentityRow
 from ...results.records import AwardRecord, ResultRecord
 from ...statements.badges import credential_id as badge_credential_id
 from ...statements.scorm import Outcome
-from .config import FieldValueSpec, ResultsWriteback, SalesforceConnector
+from .config import ResultsWriteback, SalesforceConnector, WritebackConfig
 
 
 def writeback_id(partner: str, sink: str, award_id: str) -> str:
@@ -146,23 +147,6 @@ def chosen(selection: ResultsWriteback, result: ResultRecord, outcome: Outcome) 
     return True
 
 
-def field_values(
-    specs: Mapping[str, FieldValueSpec], facts: Mapping[str, Any]
-) -> dict[str, Any]:
-    """The fields to write: null, empty and "leave unchanged" kept apart (a field
-    absent from the result is not sent at all)."""
-    written: dict[str, Any] = {}
-    for name, spec in specs.items():
-        if spec.from_ is None:
-            written[name] = spec.value
-            continue
-        value = facts.get(spec.from_)
-        if value is None and spec.when_missing == "leave":
-            continue
-        written[name] = value
-    return written
-
-
 # -- deliveries ----------------------------------------------------------------
 
 
@@ -187,23 +171,12 @@ def writeback_delivery(
     facts = award_facts(
         award, learner, program_title=program_title, credential_id=credential_id
     )
-    external = facts.get(writeback.external_id_from)
-    if external is None or external == "":
-        raise ValueError(f"the award has no {writeback.external_id_from}")
-    payload = {
-        "write": "upsert",
-        "award_id": award.id,
-        "object": writeback.object,
-        "external_id_field": writeback.external_id,
-        "external_id": str(external),
-        "fields": field_values(writeback.fields, facts),
-    }
-    return NewDelivery(
-        id=writeback_id(config.partner, sink, award.id),
-        partner=config.partner,
-        sink=sink,
-        payload=payload,
-        kind="writeback",
+    return _upsert_delivery(
+        config,
+        sink,
+        writeback,
+        facts,
+        delivery_id=writeback_id(config.partner, sink, award.id),
         run_id=run_id,
     )
 
@@ -227,19 +200,41 @@ def result_writeback_delivery(
     if selection is None or not chosen(selection, result, outcome):
         return None
     facts = result_facts(result, learner, outcome, program_title=program_title)
-    external = facts.get(selection.external_id_from)
+    return _upsert_delivery(
+        config,
+        sink,
+        selection,
+        facts,
+        delivery_id=result_writeback_id(config.partner, sink, result.id),
+        run_id=run_id,
+    )
+
+
+def _upsert_delivery(
+    config: SalesforceConnector,
+    sink: str,
+    target: WritebackConfig | ResultsWriteback,
+    facts: Mapping[str, Any],
+    *,
+    delivery_id: str,
+    run_id: str | None,
+) -> NewDelivery:
+    """The outbox entry that upserts one award's or result's record of
+    ``target.object``; ValueError when its facts have no external id."""
+    described = target.described
+    external = facts.get(target.external_id_from)
     if external is None or external == "":
-        raise ValueError(f"the result has no {selection.external_id_from}")
+        raise ValueError(f"the {described} has no {target.external_id_from}")
     payload = {
         "write": "upsert",
-        "result_id": result.id,
-        "object": selection.object,
-        "external_id_field": selection.external_id,
+        f"{described}_id": facts[f"{described}_id"],
+        "object": target.object,
+        "external_id_field": target.external_id,
         "external_id": str(external),
-        "fields": field_values(selection.fields, facts),
+        "fields": field_values(target.fields, facts),
     }
     return NewDelivery(
-        id=result_writeback_id(config.partner, sink, result.id),
+        id=delivery_id,
         partner=config.partner,
         sink=sink,
         payload=payload,

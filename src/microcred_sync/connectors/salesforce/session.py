@@ -18,7 +18,6 @@ Log lines name the URL path only: a query string holds SOQL and its values.
 from __future__ import annotations
 
 import logging
-import random
 import re
 from dataclasses import dataclass
 from typing import Any, Final
@@ -27,19 +26,14 @@ from urllib.parse import urlsplit
 import requests
 from tenacity import (
     RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    retry_if_result,
-    stop_after_attempt,
 )
 
-from ...outbox.retry import retry_after_seconds
-from .config import Retry, Timeouts
+from ...http import answer_retrying, asked_too_long, failed_attempt
+from ..config import Retry
+from .config import Timeouts
 
 logger = logging.getLogger(__name__)
 
-#: Answers a later attempt may not meet (RFC 9110 15.5.20, 15.6).
-TEMPORARY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
 
 _LIMIT_INFO: Final = re.compile(r"api-usage=(\d+)/(\d+)")
 
@@ -112,16 +106,10 @@ class SalesforceSession(requests.Session):
         kwargs.setdefault("allow_redirects", False)
         if not _idempotent(method_text, path):
             return self._send(method_text, url_text, path, *args, **kwargs)
-        policy = self.retry_policy
-        controller = Retrying(
-            retry=retry_if_exception_type((requests.ConnectionError, requests.Timeout))
-            | retry_if_result(
-                lambda response: response.status_code in TEMPORARY_STATUSES
-            ),
-            stop=stop_after_attempt(policy.max_attempts),
-            wait=self._wait,
-            before_sleep=lambda state: self._log_retry(method_text, path, state),
-            retry_error_callback=_last_outcome,
+        controller = answer_retrying(
+            self.retry_policy,
+            (requests.ConnectionError, requests.Timeout),
+            lambda state: self._log_retry(method_text, path, state),
         )
         response: requests.Response = controller(
             self._send, method_text, url_text, path, *args, **kwargs
@@ -138,10 +126,9 @@ class SalesforceSession(requests.Session):
         logger.debug("%s: %s %s", self.connector, method, path)
         response = super().request(method, url, *args, **kwargs)
         self._read_usage(response)
-        if response.status_code in TEMPORARY_STATUSES:
-            asked = retry_after_seconds(response.headers.get("Retry-After"))
-            if asked is not None and asked > self.retry_policy.retry_after_cap:
-                raise ServerBusy(response.status_code, asked, path)
+        asked = asked_too_long(self.retry_policy, response)
+        if asked is not None:
+            raise ServerBusy(response.status_code, asked, path)
         return response
 
     def _read_usage(self, response: requests.Response) -> None:
@@ -151,27 +138,9 @@ class SalesforceSession(requests.Session):
             self.counters.api_used = int(match.group(1))
             self.counters.api_total = int(match.group(2))
 
-    def _wait(self, state: RetryCallState) -> float:
-        policy = self.retry_policy
-        exponent = min(state.attempt_number - 1, 20)
-        ours = min(policy.backoff_base * 2.0**exponent, policy.backoff_max)
-        ours += random.uniform(0, policy.backoff_base)
-        outcome = state.outcome
-        if outcome is not None and not outcome.failed:
-            response = outcome.result()
-            asked = retry_after_seconds(response.headers.get("Retry-After"))
-            if asked is not None:
-                ours = max(ours, asked + random.uniform(0, policy.backoff_base))
-        return min(ours, policy.retry_after_cap)
-
     def _log_retry(self, method: str, path: str, state: RetryCallState) -> None:
         self.counters.retries += 1
-        outcome = state.outcome
-        if outcome is not None and outcome.failed:
-            what = type(outcome.exception()).__name__
-        else:
-            what = f"HTTP {outcome.result().status_code}" if outcome else "?"
-        wait = state.next_action.sleep if state.next_action else 0.0
+        what, wait = failed_attempt(state)
         logger.warning(
             "%s: %s %s failed (%s); attempt %d of %d in %.1f s",
             self.connector,
@@ -182,10 +151,3 @@ class SalesforceSession(requests.Session):
             self.retry_policy.max_attempts,
             wait,
         )
-
-
-def _last_outcome(state: RetryCallState) -> Any:
-    """After the last attempt: its answer (simple-salesforce raises on it), or its
-    exception."""
-    assert state.outcome is not None
-    return state.outcome.result()

@@ -66,13 +66,9 @@ def open_session(
     config: SalesforceConnector, root: Path, connector: str
 ) -> SalesforceSession:
     """The connector's session: its timeouts, retries and TLS settings."""
-    verify: bool | str = True
     if not config.verify_tls:
         logger.warning("%s: TLS certificate verification is OFF", connector)
-        verify = False
-    elif config.ca_file is not None:
-        ca_path = Path(config.ca_file)
-        verify = str(ca_path if ca_path.is_absolute() else root / ca_path)
+    verify = config.tls_verify(root)
     return SalesforceSession(config.timeouts, config.retry, verify, connector)
 
 

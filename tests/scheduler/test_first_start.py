@@ -1,0 +1,78 @@
+"""`microcred-sync schedule` as the first command on a new project: the daemon
+creates both databases itself before any job runs."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from tests.scheduler.conftest import (
+    ROSTER,
+    DaemonProcess,
+    SchedulerProject,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+#: Roster jobs of one source, all due at start (they never ran).
+JOBS = [f"roster-{number}" for number in range(1, 5)]
+RESULTS = {
+    "id": "example-corp-results",
+    "flow": "results",
+    "partner": "example-corp",
+    "mapping": "example-corp-hris",
+    "sinks": ["example-corp-statements"],
+    "schedule": {"interval_minutes": 15},
+}
+
+
+def _db_current(project: SchedulerProject) -> str:
+    finished = subprocess.run(
+        project.command("db", "current"),
+        env=project.environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr
+    return finished.stdout
+
+
+def test_first_schedule_on_new_sqlite_databases_runs_every_job(
+    scheduler_project: SchedulerProject, daemons: Callable[[str], DaemonProcess]
+) -> None:
+    """No `db upgrade` first: five jobs due at once on four workers all run to
+    done, and both databases end at head (no migration raced another)."""
+    project = scheduler_project
+    project.write_roster(50)
+    project.write_settings()
+    rosters = [
+        {**ROSTER, "id": job, "schedule": {"interval_minutes": 60}} for job in JOBS
+    ]
+    project.write_jobs(*rosters, RESULTS)
+    daemon = daemons("first")
+
+    def all_done() -> bool:
+        assert daemon.process is not None
+        assert daemon.process.poll() is None, daemon.text()
+        try:
+            finished = [project.runs(job) for job in JOBS]
+        except OperationalError:
+            return False  # the daemon has not made the state store yet
+        return all(runs and runs[-1].status == "done" for runs in finished)
+
+    wait_for(all_done, 60, "every roster job's first run", step=0.2)
+    daemon.wait_serving()
+    daemon.stop()
+    assert daemon.wait(5) == 0, daemon.text()
+    log = daemon.text()
+    assert "already exists" not in log and "Traceback" not in log, log
+    assert "job example-corp-results could not run" not in log, log
+    current = _db_current(project)
+    assert "state: at " in current and "platform: at " in current, current
+    assert current.count("(head)") == 2, current
