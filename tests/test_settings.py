@@ -67,3 +67,30 @@ def test_missing_secret_names_it_without_any_value(
     monkeypatch.delenv("LDAP_PASSWORD", raising=False)
     with pytest.raises(ConfigError, match="secret LDAP_PASSWORD is not set"):
         read_secret("LDAP_PASSWORD", tmp_path)
+
+
+def test_nested_settings_have_variables_of_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MICROCRED_DAEMON__HTTP_PORT and MICROCRED_ALERTS__REPEAT_MINUTES set one key
+    of their section; the file's other keys of that section still apply."""
+    root = _root(tmp_path, "[daemon]\nworkers = 3\nhttp_port = 9000\n")
+    monkeypatch.setenv("MICROCRED_DAEMON__HTTP_PORT", "9465")
+    monkeypatch.setenv("MICROCRED_ALERTS__REPEAT_MINUTES", "15")
+    settings = load_settings(root)
+    assert settings.daemon.http_port == 9465 and settings.daemon.workers == 3
+    assert settings.alerts.repeat_minutes == 15
+    assert settings.alerts.outbox_age_minutes == 120
+
+
+def test_a_bad_nested_variable_is_named_in_the_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A nested variable with a bad value is the one the message starts with."""
+    root = _root(tmp_path, "")
+    monkeypatch.setenv("MICROCRED_DAEMON__HTTP_PORT", "70000")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(root)
+    message = str(raised.value)
+    assert message.startswith("MICROCRED_DAEMON__HTTP_PORT: "), message
+    assert "the variable sets daemon.http_port" in message

@@ -66,7 +66,14 @@ def _project(context: click.Context) -> Project:
 def _store(project: Project) -> StateStore:
     """The state store, for reading: nothing is created when there is none yet."""
     settings = project.settings
-    return StateStore.existing(settings.database_url(settings.state_url))
+    store = StateStore.existing(settings.database_url(settings.state_url))
+    if store.unmigrated is not None:
+        click.echo(
+            f"note: the state store at {store.unmigrated} has no schema yet, so no "
+            "job has run with these settings; run `microcred-sync db upgrade`",
+            err=True,
+        )
+    return store
 
 
 class _Group(click.Group):
@@ -82,9 +89,16 @@ class _Group(click.Group):
             # The driver's own words only: SQLAlchemy's text carries SQL and values.
             cause = getattr(exc, "orig", None) or exc
             first = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+            # The engine that failed says which setting; its URL is not shown.
+            setting = migrations.failed_setting(exc)
+            check = (
+                f"the {setting} setting"
+                if setting
+                else "the state_url and platform_url settings"
+            )
             click.echo(
-                f"database error: {first}; check the state_url and platform_url "
-                "settings and that the database is reachable and writable",
+                f"database error: {first}; check {check} and that the database "
+                "is reachable and writable",
                 err=True,
             )
             sys.exit(EXIT_FAILED)
@@ -178,7 +192,8 @@ def schedule(context: click.Context) -> None:
 
     Serves /metrics and /healthz on the daemon.http_host and http_port settings.
     Exits 0 once the running batches have finished and the locks are released,
-    1 when daemon.stop_seconds passed first.
+    1 when daemon.stop_seconds passed first, 2 before any run when a database
+    needs `db upgrade` or the port is in use.
     """
     from .scheduler.daemon import serve
 
@@ -229,7 +244,8 @@ def status(context: click.Context, output: str) -> None:
     """Each job's last run, its outcome and next run; the outbox backlog per sink."""
     project = _project(context)
     store = _store(project)
-    if store.engine.url.database in (None, "", ":memory:"):
+    stand_in = store.engine.url.database in (None, "", ":memory:")
+    if stand_in and store.unmigrated is None:
         # ``existing`` stood in an empty store: no file at the configured URL.
         click.echo(
             "note: no state store at the configured state_url yet, so no job has "
@@ -527,6 +543,7 @@ def _databases(context: click.Context, which: str) -> Iterator[tuple[Schema, Eng
     for schema in migrations.selected(which):
         url = settings.database_url(getattr(settings, schema.setting))
         engine = make_engine(url)
+        migrations.name_failures(engine, schema)
         try:
             yield schema, engine
         finally:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .connectors import (
+from .connectors.kinds import (
     CONNECTOR_KINDS,
     ConnectorConfig,
     FileSink,

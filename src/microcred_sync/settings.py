@@ -1,5 +1,10 @@
 """Process settings: `config/settings.toml`, overridden by `MICROCRED_*` variables.
 
+A nested setting has a variable of its own, the levels joined by ``__``
+(``MICROCRED_DAEMON__HTTP_PORT=9465``), beside a JSON object for the whole
+section (``MICROCRED_DAEMON='{"http_port": 9465}'``); the file's other keys of
+that section still apply.
+
 Settings name where things are (the state store, the platform database, the secrets
 directory) and how the process behaves (logging, batch size). They never hold a
 secret: secrets are read by name from the environment or the secrets directory, see
@@ -9,7 +14,7 @@ secret: secrets are read by name from the environment or the secrets directory, 
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -35,6 +40,8 @@ from .errors import ConfigError
 
 SETTINGS_FILE = Path("config/settings.toml")
 ENV_PREFIX = "MICROCRED_"
+#: Joins the levels of a nested setting in its variable's name.
+ENV_NESTED = "__"
 
 
 class Webhook(BaseModel):
@@ -108,7 +115,11 @@ class Settings(BaseSettings):
     """Where the state store and platform live, and how runs behave."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, extra="forbid", frozen=True, toml_file=None
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED,
+        extra="forbid",
+        frozen=True,
+        toml_file=None,
     )
 
     root: Path = Field(default=Path("."), description="the project folder")
@@ -198,17 +209,23 @@ def _problem(error: ErrorDetails, given: Collection[str]) -> str:
     """
     message = error["msg"].removeprefix("Value error, ")
     field = ".".join(str(part) for part in error["loc"])
-    top = str(error["loc"][0]) if error["loc"] else ""
-    variable = _variable_for(top) if top and top not in given else None
+    path = [str(part) for part in error["loc"]]
+    variable = _variable_for(path) if path and path[0] not in given else None
     if variable is not None:
         return f"{variable}: {message}; the variable sets {field}"
     return f"{SETTINGS_FILE}: {field or '(top level)'}: {message}"
 
 
-def _variable_for(field: str) -> str | None:
-    """The ``MICROCRED_*`` variable that sets ``field``, if one is set.
+def _variable_for(path: Sequence[str]) -> str | None:
+    """The ``MICROCRED_*`` variable that sets the field at ``path``, if one is set:
+    the most nested one first (``MICROCRED_DAEMON__HTTP_PORT``), then those of
+    the sections holding it (``MICROCRED_DAEMON``).
 
     Variable names are matched without regard to case, as pydantic-settings does.
     """
-    wanted = f"{ENV_PREFIX}{field}".upper()
-    return next((name for name in os.environ if name.upper() == wanted), None)
+    for depth in range(len(path), 0, -1):
+        wanted = (ENV_PREFIX + ENV_NESTED.join(path[:depth])).upper()
+        found = next((name for name in os.environ if name.upper() == wanted), None)
+        if found is not None:
+            return found
+    return None

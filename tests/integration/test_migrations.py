@@ -226,6 +226,39 @@ def test_replicas_opening_a_new_database_at_once_migrate_it_once(
         engine.dispose()
 
 
+def test_threads_opening_both_new_databases_at_once_take_turns(
+    empty: dict[str, Engine],
+) -> None:
+    """Eight threads of one process open the new state store and platform at
+    once, as the daemon's first runs do: none fails, and both end at head."""
+    start = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def open_both() -> None:
+        store = StateStore(empty["state"].url.render_as_string(hide_password=False))
+        platform = SqlPlatform(
+            empty["platform"].url.render_as_string(hide_password=False)
+        )
+        try:
+            start.wait(timeout=30)
+            store.create_schema()
+            platform.create_schema()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            store.close()
+            platform.close()
+
+    threads = [threading.Thread(target=open_both) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    assert current(empty["state"], STATE).at_head
+    assert current(empty["platform"], PLATFORM).at_head
+
+
 def test_db_commands_show_and_apply_revisions(
     project_dir: ProjectDir, databases: Databases
 ) -> None:

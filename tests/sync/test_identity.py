@@ -254,3 +254,51 @@ def test_two_sources_of_one_partner_never_take_each_others_learners(
     )
     assert email == "person1@example-corp.com"
     assert project_dir.run().stats.counts.total() == 0
+
+
+@pytest.mark.parametrize("leaver_first", [True, False])
+def test_email_of_a_never_provisioned_leaver_belongs_to_nobody(
+    project_dir: ProjectDir,
+    employees: Callable[[int], list[str]],
+    leaver_first: bool,
+) -> None:
+    """An active row sharing its email with a leaver never created is created,
+    whichever comes first; the re-run plans the same and writes nothing."""
+    shared = "shared.address@example-corp.com"
+    leaver = employee_row(7, email=shared, status="Terminated", left="01-10-2026")
+    joiner = employee_row(8, email=shared)
+    pair = [leaver, joiner] if leaver_first else [joiner, leaver]
+    project_dir.write_roster([*employees(5), *pair])
+
+    first = project_dir.run()
+    assert first.status == "done" and first.stats.quarantined == 0
+    assert first.stats.counts.by_kind["create"] == 6
+    second = project_dir.run()
+    assert second.stats.quarantined == 0 and second.platform_writes == 0
+    assert second.stats.counts.total() == 0
+    owner = project_dir.scalar(
+        "platform", "select external_key from learners where email_norm = ?", shared
+    )
+    assert owner == "000008"
+
+
+def test_two_active_rows_sharing_an_email_quarantine_the_later_on_every_run(
+    project_dir: ProjectDir, employees: Callable[[int], list[str]]
+) -> None:
+    """Both would exist: the later is quarantined on the first run and again on
+    the re-run, which writes nothing."""
+    shared = "shared.address@example-corp.com"
+    project_dir.write_roster(
+        [*employees(5), employee_row(7, email=shared), employee_row(8, email=shared)]
+    )
+    runs = [project_dir.run(), project_dir.run()]
+    store = project_dir.state_store()
+    try:
+        keys = [
+            [entry["key"] for entry in store.quarantined(JOB, run.run_id)]
+            for run in runs
+        ]
+    finally:
+        store.close()
+    assert keys == [["000008"], ["000008"]]
+    assert runs[1].platform_writes == 0

@@ -98,8 +98,7 @@ def test_rules_see_what_the_learner_completed(
     mapping = project_dir.root / "mappings" / "example-corp-hris.yaml"
     text = mapping.read_text(encoding="utf-8")
     rule = (
-        "  - program: people-leadership\n"
-        f"    when: '\"{DAF}\" in learner.completed'\n"
+        f"  - program: people-leadership\n    when: '\"{DAF}\" in learner.completed'\n"
     )
     text = text.replace("enrollments:\n", "enrollments:\n" + rule, 1)
     mapping.write_text(text, encoding="utf-8")

@@ -1,44 +1,4 @@
-"""Connector kinds: one module each, and the model every connector file is read as."""
-
-from __future__ import annotations
-
-from typing import Annotated, cast
-
-from pydantic import Field
-
-from ..outbox.hris import HrisSink
-from ..outbox.sinks import FileSink, LrsSink
-from .csv import CsvConnector
-from .http import HttpConnector
-from .ldap import LdapConnector
-from .salesforce import SalesforceConnector
-
-#: Every kind: sources, then the sinks the deliver flow writes to (salesforce is
-#: both).
-_Kinds = (
-    CsvConnector
-    | HttpConnector
-    | LdapConnector
-    | SalesforceConnector
-    | LrsSink
-    | FileSink
-    | HrisSink
-)
-
-#: A connector file, read as the kind its ``kind`` names.
-ConnectorConfig = Annotated[_Kinds, Field(discriminator="kind")]
-
-#: The connector kinds as one type, for ``files.validate``.
-CONNECTOR_KINDS = cast(type[_Kinds], ConnectorConfig)
-
-__all__ = [
-    "CONNECTOR_KINDS",
-    "ConnectorConfig",
-    "CsvConnector",
-    "FileSink",
-    "HrisSink",
-    "HttpConnector",
-    "LdapConnector",
-    "LrsSink",
-    "SalesforceConnector",
-]
+"""Source connectors, one module (or package) each: ``csv``, ``http``, ``ldap``,
+``salesforce`` (also a sink). ``kinds`` reads a connector file as the kind it names,
+sources and the sinks of ``outbox`` alike.
+"""

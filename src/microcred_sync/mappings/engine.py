@@ -173,9 +173,7 @@ class Mapper:
                 outcome = plan.null
             else:
                 remembered = plan.memo.get(raw, UNKNOWN)
-                outcome = (
-                    plan.outcome_of(raw) if remembered is UNKNOWN else remembered
-                )
+                outcome = plan.outcome_of(raw) if remembered is UNKNOWN else remembered
             if outcome is not LEAVE:
                 learner[plan.name] = outcome
         return learner

@@ -19,10 +19,17 @@ decides what happens when a flow opens it (``prepare``):
 ``create_all`` with the baseline, then applies the revisions up to head. On
 PostgreSQL both take a transaction-scoped advisory lock, so replicas starting at
 once against a new database migrate it once.
+
+Within one process, threads (the daemon's runs, say) opening one database at once
+take turns: ``prepare``, ``require_current`` and ``upgrade`` hold a lock per
+database URL, so the second finds the database the first migrated rather than
+half-made. Alembic's command and its ``context`` are process-wide state, so one
+Alembic command at a time runs in a process, whatever the database.
 """
 
 from __future__ import annotations
 
+import threading
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,13 +41,23 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
-from sqlalchemy import Connection, Engine, MetaData, func, inspect, select
+from sqlalchemy import Connection, Engine, MetaData, event, func, inspect, select
+from sqlalchemy.engine import ExceptionContext
 
 from ..errors import ConfigError
 
 DatabaseName = Literal["state", "platform"]
 
 FOLDER = Path(__file__).parent
+
+#: One Alembic command at a time in this process (its context is module state).
+_ALEMBIC = threading.RLock()
+#: One opening at a time per database URL in this process, and the lock guarding
+#: the table of those locks.
+_OPENING: dict[str, threading.RLock] = {}
+_OPENING_GUARD = threading.Lock()
+#: Where ``name_failures`` keeps the setting on an error.
+_FAILED_SETTING = "microcred_setting"
 
 
 @dataclass(frozen=True)
@@ -150,7 +167,7 @@ def upgrade(engine: Engine, schema: Schema, revision: str = "head") -> Revision:
     Raises ConfigError when the database has tables this schema cannot place, or a
     revision this version does not know.
     """
-    with engine.begin() as connection:
+    with _opening(engine), _ALEMBIC, engine.begin() as connection:
         _lock(connection, schema)
         before = _examine(connection, schema)
         _refuse_unknown(before, schema)
@@ -167,31 +184,43 @@ def prepare(engine: Engine, schema: Schema) -> None:
 
     Raises ConfigError, with nothing written, unless the database is new (then
     migrated to head), at head, or made by ``create_all`` at the baseline's head.
+    Safe to call from several threads at once: they take turns per database.
     """
-    with engine.connect() as connection:
-        found = _examine(connection, schema)
-    if found.at_head:
-        return
-    _refuse_unknown(found, schema)
-    if found.found == "new" or (
-        found.found == "created" and schema.baseline == found.head
-    ):
-        upgrade(engine, schema)
-        return
-    raise _behind(found, schema)
+    with _opening(engine):
+        with engine.connect() as connection:
+            found = _examine(connection, schema)
+        if found.at_head:
+            return
+        _refuse_unknown(found, schema)
+        if found.found == "new" or (
+            found.found == "created" and schema.baseline == found.head
+        ):
+            upgrade(engine, schema)
+            return
+        raise _behind(found, schema)
 
 
-def require_current(engine: Engine, schema: Schema) -> None:
-    """For reading only: ConfigError unless the database is at head or new (an
-    empty one has nothing to read); never writes."""
-    with engine.connect() as connection:
+def require_current(engine: Engine, schema: Schema) -> Revision:
+    """For reading only: where the database stands, or ConfigError unless it is
+    at head or new (an empty one has nothing to read, and no table to read it
+    from: a caller stands something empty in for it); never writes."""
+    with _opening(engine), engine.connect() as connection:
         found = _examine(connection, schema)
     if found.at_head or found.found == "new":
-        return
+        return found
     _refuse_unknown(found, schema)
     if found.found == "created" and schema.baseline == found.head:
-        return
+        return found
     raise _behind(found, schema)
+
+
+def _opening(engine: Engine) -> threading.RLock:
+    """The lock of this process's threads opening ``engine``'s database."""
+    # Keyed by the whole URL: two that differ in their password alone would
+    # share a lock, which is harmless. The key never leaves this process.
+    key = engine.url.render_as_string(hide_password=False)
+    with _OPENING_GUARD:
+        return _OPENING.setdefault(key, threading.RLock())
 
 
 def _behind(found: Revision, schema: Schema) -> ConfigError:
@@ -266,6 +295,24 @@ def _lock(connection: Connection, schema: Schema) -> None:
         return
     key = zlib.crc32(f"microcred-sync migrations {schema.name}".encode())
     connection.execute(select(func.pg_advisory_xact_lock(key)))
+
+
+def name_failures(engine: Engine, schema: Schema) -> None:
+    """Mark every error raised by ``engine`` (a failed connect included) with the
+    setting that names its URL, for ``failed_setting`` where the error ends up."""
+
+    def mark(context: ExceptionContext) -> None:
+        if context.sqlalchemy_exception is not None:
+            setattr(context.sqlalchemy_exception, _FAILED_SETTING, schema.setting)
+
+    event.listen(engine, "handle_error", mark)
+
+
+def failed_setting(error: BaseException) -> str | None:
+    """The setting (``state_url`` or ``platform_url``) whose database raised
+    ``error``, when its engine was marked by ``name_failures``."""
+    setting = getattr(error, _FAILED_SETTING, None)
+    return setting if isinstance(setting, str) else None
 
 
 def selected(which: str) -> list[Schema]:

@@ -18,6 +18,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from ..errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 #: Named checks, each returning whether it passed; none may raise.
@@ -30,9 +32,20 @@ class HealthServer:
     def __init__(
         self, host: str, port: int, registry: CollectorRegistry, checks: Checks
     ) -> None:
+        """Bind ``host``:``port`` (nothing served until ``start``); raises
+        ConfigError naming the setting when the address cannot be bound."""
         self.registry, self.checks = registry, checks
         handler = type("_Handler", (_Handler,), {"endpoint": self})
-        self.server = ThreadingHTTPServer((host, port), handler)
+        try:
+            self.server = ThreadingHTTPServer((host, port), handler)
+        except OSError as error:
+            # Most often a second daemon on the same settings: a setting to fix.
+            raise ConfigError(
+                f"daemon.http_port: cannot serve /metrics and /healthz on "
+                f"{host}:{port}: {error.strerror or error}; stop what uses it "
+                "(another daemon?) or set daemon.http_host and daemon.http_port "
+                "(0 turns the endpoint off)"
+            ) from None
         self.server.daemon_threads = True
         self.thread = threading.Thread(
             target=self.server.serve_forever, name="health-http", daemon=True

@@ -21,7 +21,7 @@ from ..changes import Change, enrollment_id
 from ..errors import ApplyError
 from ..learners import DATE_FIELDS, LEARNER_FIELDS
 from ..mappings.emails import normalize_email
-from ..migrations import PLATFORM, prepare, require_current
+from ..migrations import PLATFORM, name_failures, prepare, require_current
 from ..partners import Partner, Program
 from ..results.records import AwardRecord, ResultRecord, Score
 from ..sqlutil import (
@@ -56,7 +56,11 @@ class SqlPlatform(Platform):
 
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
+        name_failures(self.engine, PLATFORM)
         self.writes = 0
+        #: The masked URL of a database without the schema yet, when this empty
+        #: platform in memory stands in for it.
+        self.unmigrated: str | None = None
 
     @classmethod
     def existing(cls, url: str) -> SqlPlatform:
@@ -65,13 +69,18 @@ class SqlPlatform(Platform):
         platform = cls(sqlite_or_memory(url))
         if platform.engine.url.database in (None, "", ":memory:"):
             platform.create_schema()
-        else:
-            try:
-                require_current(platform.engine, PLATFORM)
-            except BaseException:
-                platform.close()
-                raise
-        return platform
+            return platform
+        try:
+            found = require_current(platform.engine, PLATFORM)
+        except BaseException:
+            platform.close()
+            raise
+        if found.found != "new":
+            return platform
+        platform.close()
+        empty = cls.existing("sqlite://")
+        empty.unmigrated = platform.engine.url.render_as_string(hide_password=True)
+        return empty
 
     def create_schema(self) -> None:
         """Migrate a new database to the current schema, or check that an existing

@@ -49,6 +49,7 @@ from ..errors import SyncError
 from ..ops.health import HealthServer
 from ..ops.metrics import Metrics
 from ..outbox.deliver import DeliverOptions, run_deliver
+from ..platform.sql import SqlPlatform
 from ..project import Project, load_project
 from ..results.flow import run_results
 from ..settings import load_settings
@@ -124,8 +125,12 @@ class Daemon:
     # -- starting -------------------------------------------------------------
 
     def start(self) -> None:
-        """Create the state store's tables, schedule the jobs, start serving."""
-        self.store.create_schema()
+        """Prepare the databases, schedule the jobs, start serving.
+
+        Raises ConfigError, before any job runs, when a database is behind and
+        needs `microcred-sync db upgrade`, or when the HTTP port cannot be bound.
+        """
+        self._prepare_databases()
         _route_scheduler_logs()
         last_started = {run.job: run.started_at for run in self.store.latest_runs()}
         now = datetime.now(UTC)
@@ -156,6 +161,21 @@ class Daemon:
             len(self.scheduler.get_jobs()),
             self.settings.workers,
         )
+
+    def _prepare_databases(self) -> None:
+        """Migrate a new state store and platform database here, once, before the
+        first run: the runs fired together at start would otherwise all find
+        them new and race to create the same tables."""
+        self.store.create_schema()
+        flows = {job.flow for job in self.project.jobs.values()}
+        if not flows & {"roster", "results"}:
+            return  # deliver jobs alone never open the platform
+        settings = self.project.settings
+        platform = SqlPlatform(settings.database_url(settings.platform_url))
+        try:
+            platform.create_schema()
+        finally:
+            platform.close()
 
     def _add(self, job: Job, now: datetime, last_started: datetime | None) -> None:
         schedule = job.schedule

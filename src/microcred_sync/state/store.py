@@ -18,7 +18,7 @@ import orjson
 from sqlalchemy import Engine, Row, and_, func, or_, select, update
 
 from ..changes import Change, Snapshot, SnapshotHead
-from ..migrations import STATE, prepare, require_current
+from ..migrations import STATE, name_failures, prepare, require_current
 from ..sqlutil import (
     driver_rows,
     execute_many,
@@ -101,22 +101,33 @@ class StateStore:
 
     def __init__(self, url: str) -> None:
         self.engine: Engine = make_engine(url)
+        name_failures(self.engine, STATE)
+        #: The masked URL of a database without the schema yet (a new PostgreSQL
+        #: one), when this empty store in memory stands in for it.
+        self.unmigrated: str | None = None
 
     @classmethod
     def existing(cls, url: str) -> StateStore:
         """The store at ``url`` to read from without writing: when its SQLite file
-        does not exist yet, an empty store in memory stands in for it. Raises
-        ConfigError when the database needs `microcred-sync db upgrade`."""
+        does not exist yet, or its database has none of the schema's tables yet
+        (``unmigrated`` then names it), an empty store in memory stands in for
+        it. Raises ConfigError when the database needs `microcred-sync db
+        upgrade`."""
         store = cls(sqlite_or_memory(url))
         if store.engine.url.database in (None, "", ":memory:"):
             store.create_schema()
-        else:
-            try:
-                require_current(store.engine, STATE)
-            except BaseException:
-                store.close()
-                raise
-        return store
+            return store
+        try:
+            found = require_current(store.engine, STATE)
+        except BaseException:
+            store.close()
+            raise
+        if found.found != "new":
+            return store
+        store.close()
+        empty = cls.existing("sqlite://")
+        empty.unmigrated = store.engine.url.render_as_string(hide_password=True)
+        return empty
 
     def create_schema(self) -> None:
         """Migrate a new database to the current schema, or check that an existing

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from microcred_sync.connectors import CONNECTOR_KINDS
 from microcred_sync.connectors.http import HttpConnector
+from microcred_sync.connectors.kinds import CONNECTOR_KINDS
 from microcred_sync.errors import ConfigError
 from microcred_sync.files import validate
 from microcred_sync.project import load_project

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from microcred_sync.connectors import CONNECTOR_KINDS
+from microcred_sync.connectors.kinds import CONNECTOR_KINDS
 from microcred_sync.errors import ConfigError
 from microcred_sync.files import validate
 

@@ -1,5 +1,5 @@
-"""`microcred-sync schedule` as the first command on a new project: the daemon
-creates both databases itself before any job runs."""
+"""How `microcred-sync schedule` starts: on a new project it makes both databases
+itself before any job runs; what it cannot start with ends in one line."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def _db_current(project: SchedulerProject) -> str:
 def test_first_schedule_on_new_sqlite_databases_runs_every_job(
     scheduler_project: SchedulerProject, daemons: Callable[[str], DaemonProcess]
 ) -> None:
-    """No `db upgrade` first: five jobs due at once on four workers all run to
+    """No `db upgrade` first: five jobs due at once on two workers all run to
     done, and both databases end at head (no migration raced another)."""
     project = scheduler_project
     project.write_roster(50)
@@ -76,3 +76,33 @@ def test_first_schedule_on_new_sqlite_databases_runs_every_job(
     current = _db_current(project)
     assert "state: at " in current and "platform: at " in current, current
     assert current.count("(head)") == 2, current
+
+
+def test_a_second_daemon_on_the_same_port_exits_2_naming_the_setting(
+    scheduler_project: SchedulerProject, daemons: Callable[[str], DaemonProcess]
+) -> None:
+    """A second daemon given the first one's port (through the nested variable
+    MICROCRED_DAEMON__HTTP_PORT) says which setting to change, exit 2, no trace;
+    the first goes on serving."""
+    project = scheduler_project
+    project.write_roster(10)
+    project.write_settings()
+    project.write_jobs({**ROSTER, "schedule": {"interval_minutes": 60}})
+    first = daemons("first")
+    first.wait_serving()
+    env = project.environment()
+    env["MICROCRED_DAEMON__HTTP_PORT"] = str(first.port)
+    second = subprocess.run(
+        project.command("schedule"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert second.returncode == 2, second.stderr
+    assert "Traceback" not in second.stderr
+    error = second.stderr.strip().splitlines()[-1]
+    assert error.startswith("configuration error: daemon.http_port: "), error
+    assert f"127.0.0.1:{first.port}" in error
+    assert first.get("/healthz")[0] == 200
