@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -108,11 +109,11 @@ def phase_serial(root: Path) -> dict[str, Any]:
     }
 
 
-def _done_jobs(state_url: str) -> tuple[int, int]:
+def _done_jobs(engine: Any) -> tuple[int, int]:
     """Jobs with a done run, and done runs in all."""
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
 
-    engine = create_engine(state_url)
     try:
         with engine.connect() as connection:
             row = connection.execute(
@@ -121,32 +122,41 @@ def _done_jobs(state_url: str) -> tuple[int, int]:
                     "WHERE status = 'done'"
                 )
             ).one()
-    except Exception:
+    except SQLAlchemyError:
         return 0, 0  # the daemons have not created the tables yet
-    finally:
-        engine.dispose()
     return int(row[0]), int(row[1])
 
 
 def replicas(root: Path, state_url: str, jobs: int, workers: int) -> dict[str, Any]:
     """Two daemons until every job ran once; then their idle CPU and memory."""
     import psutil
+    from sqlalchemy import create_engine
 
+    # One pooled connection asks, every half second: a new connection each time
+    # would cost the server a process start, taken from the replicas' CPU.
+    watcher = create_engine(state_url, pool_size=1)
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     env["MICROCRED_DAEMON"] = json.dumps({"workers": workers, "http_port": 0})
     command = [sys.executable, "-m", "microcred_sync", "--root", str(root), "schedule"]
     logs = [(root / f"replica-{n}.log").open("wb") for n in range(2)]
+    server_before = server_cpu_seconds()
     started = time.perf_counter()
     daemons = [
         subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         for log in logs
     ]
     try:
-        while (done := _done_jobs(state_url))[0] < jobs:
+        while (done := _done_jobs(watcher))[0] < jobs:
             if any(daemon.poll() is not None for daemon in daemons):
                 raise SystemExit("a replica exited; see replica-*.log")
-            time.sleep(0.1)
+            time.sleep(0.5)
         seconds = time.perf_counter() - started
+        cpu = {
+            "daemon_cpu_seconds": sum(
+                sum(psutil.Process(daemon.pid).cpu_times()[:2]) for daemon in daemons
+            ),
+            "server_cpu_seconds": server_cpu_seconds() - server_before,
+        }
         idle = _idle(psutil, [daemon.pid for daemon in daemons])
     finally:
         for daemon in daemons:
@@ -154,6 +164,7 @@ def replicas(root: Path, state_url: str, jobs: int, workers: int) -> dict[str, A
         codes = [daemon.wait(timeout=60) for daemon in daemons]
         for log in logs:
             log.close()
+        watcher.dispose()
     texts = [(root / f"replica-{n}.log").read_text() for n in range(2)]
     return {
         "seconds": seconds,
@@ -161,8 +172,32 @@ def replicas(root: Path, state_url: str, jobs: int, workers: int) -> dict[str, A
         "runs_by_replica": [text.count("] run done") for text in texts],
         "skipped_locked": sum(text.count("holds its lock") for text in texts),
         "exit_codes": codes,
+        **cpu,
         **idle,
     }
+
+
+def server_cpu_seconds() -> float:
+    """CPU seconds PostgreSQL's processes have used so far: the live ones, and the
+    ended backends their postmaster has reaped."""
+    import psutil
+
+    total = 0.0
+    for process in psutil.process_iter(["name", "username"]):
+        if process.info["name"] != "postgres":
+            continue
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+def _children_cpu_seconds() -> float:
+    """CPU seconds of this process's ended children (the serial phase's process)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _idle(psutil: Any, pids: list[int], seconds: float = 20.0) -> dict[str, Any]:
@@ -216,9 +251,13 @@ def _measure(server: str, root: Path, args: argparse.Namespace) -> dict[str, Any
     os.environ["MICROCRED_STATE_URL"], os.environ["MICROCRED_PLATFORM_URL"] = (
         serial_urls
     )
+    server_before = server_cpu_seconds()
+    children_before = _children_cpu_seconds()
     started = time.perf_counter()
     serial = run_phase(__file__, "serial", root)
     serial_seconds = time.perf_counter() - started
+    serial_cpu = _children_cpu_seconds() - children_before
+    serial_server_cpu = server_cpu_seconds() - server_before
     print(f"serial: {serial_seconds:.1f} s for {serial['runs']} runs", flush=True)
 
     os.environ["MICROCRED_STATE_URL"], os.environ["MICROCRED_PLATFORM_URL"] = (
@@ -233,7 +272,11 @@ def _measure(server: str, root: Path, args: argparse.Namespace) -> dict[str, Any
         "serial_seconds": round(serial_seconds, 2),
         "serial_in_process_seconds": round(serial["seconds"], 2),
         "serial_peak_rss_mb": round(serial["peak_rss_mb"], 1),
+        "serial_cpu_seconds": round(serial_cpu, 2),
+        "serial_server_cpu_seconds": round(serial_server_cpu, 2),
         "replicas_seconds": round(two["seconds"], 2),
+        "replicas_cpu_seconds": round(two["daemon_cpu_seconds"], 2),
+        "replicas_server_cpu_seconds": round(two["server_cpu_seconds"], 2),
         "speedup": round(serial_seconds / two["seconds"], 3),
         "done_runs": two["done_runs"],
         "runs_by_replica": two["runs_by_replica"],

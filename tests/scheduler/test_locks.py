@@ -169,3 +169,40 @@ def test_a_slot_another_replica_already_ran_is_refused(
         lock = JobLock(engine, JOB, "next")
         lock.acquire()
     lock.release()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_taken_sees_what_acquire_would_refuse_and_takes_nothing(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    """The daemon's look before a run: ``taken`` is true exactly when ``acquire``
+    would raise JobLocked (held by a live run, or its slot served), and looking
+    leaves the job free for the next ``acquire``."""
+    if backend == "sqlite":
+        url = f"sqlite:///{request.getfixturevalue('tmp_path')}/state.db"
+    else:
+        url = request.getfixturevalue("postgres_databases")[0]
+    store = StateStore(url)
+    request.addfinalizer(store.close)
+    store.create_schema()
+    other = make_engine(url)
+    request.addfinalizer(other.dispose)
+
+    assert not JobLock(other, JOB, "").taken()
+    holder = JobLock(store.engine, JOB, "holder")
+    holder.acquire()
+    assert JobLock(other, JOB, "").taken()
+    assert not JobLock(other, "another-job", "").taken()
+    holder.release()
+    assert not JobLock(other, JOB, "").taken()
+    # Looking took nothing: the job is still free to take.
+    looked = JobLock(other, JOB, "after-look")
+    looked.acquire()
+    looked.release()
+
+    fired = datetime.now(UTC)
+    store.start_run("served", JOB, "example-corp", "roster", "full", fired)
+    with slot(JOB, fired - timedelta(seconds=1)):
+        assert JobLock(other, JOB, "").taken()
+    with slot(JOB, fired + timedelta(seconds=1)):
+        assert not JobLock(other, JOB, "").taken()

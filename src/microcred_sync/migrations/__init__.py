@@ -29,6 +29,7 @@ Alembic command at a time runs in a process, whatever the database.
 
 from __future__ import annotations
 
+import functools
 import threading
 import zlib
 from collections.abc import Callable, Sequence
@@ -92,13 +93,24 @@ class Schema:
         return config
 
     def script(self) -> ScriptDirectory:
-        return ScriptDirectory.from_config(self.config())
+        """The schema's revisions, read from their files once per process."""
+        return _script(self)
 
     def head(self) -> str:
         """The newest revision."""
         head = self.script().get_current_head()
         assert head is not None
         return head
+
+
+@functools.cache
+def _script(schema: Schema) -> ScriptDirectory:
+    # Read once: every run opens both databases, and each new ScriptDirectory
+    # executes every revision file again. The revision map is built here, before
+    # the object is shared (two threads calling first may each build one).
+    script = ScriptDirectory.from_config(schema.config())
+    script.get_current_head()
+    return script
 
 
 def _state_target() -> Sequence[MetaData]:

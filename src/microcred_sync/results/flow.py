@@ -110,7 +110,6 @@ def run_results(
     run_id = uuid.uuid4().hex
     try:
         store.create_schema()
-        platform.create_schema()
         lock = JobLock(store.engine, job.id, run_id)
         try:
             lock.acquire()
@@ -119,6 +118,7 @@ def run_results(
             outcome.locked = True
             return outcome
         try:
+            platform.create_schema()
             outcome.run_id = run_id
             run = _Run(
                 job.id,

@@ -53,7 +53,7 @@ from ..platform.sql import SqlPlatform
 from ..project import Project, load_project
 from ..results.flow import run_results
 from ..settings import load_settings
-from ..state.locks import slot
+from ..state.locks import JobLock, slot
 from ..state.store import StateStore
 from ..sync.roster import RunOptions, run_roster
 from .jobs import Job
@@ -216,6 +216,10 @@ class Daemon:
         job = self.project.jobs[job_id]
         try:
             with slot(job_id, started - _slot_slack(job)):
+                if self._taken(job):
+                    logger.info("job %s skipped: another run holds its lock", job_id)
+                    self.metrics.count(job_id, "locked")
+                    return
                 outcome = execute(self.project, job_id, self.stop)
         except (SyncError, SQLAlchemyError) as exc:
             logger.error("job %s could not run: %s", job_id, _first_line(exc))
@@ -236,6 +240,15 @@ class Daemon:
             logger.info("job %s skipped: another run holds its lock", job_id)
             return
         _after_run(self.project, job_id, outcome)
+
+    def _taken(self, job: Job) -> bool:
+        """Whether another run holds ``job`` (or served its slot), seen on this
+        daemon's own connection before the run opens anything: replicas fire
+        together, and all but one of them would find the lock taken. Deliver
+        jobs take no job lock; their workers share the outbox by row claims."""
+        if job.flow == "deliver":
+            return False
+        return JobLock(self.store.engine, job.id, run_id="").taken()
 
     def _check_outbox(self) -> None:
         from ..ops import alerts

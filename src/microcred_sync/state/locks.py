@@ -121,6 +121,28 @@ class JobLock:
                 f"a run of {self.job} already served this slot", run=earlier
             )
 
+    def taken(self) -> bool:
+        """Whether ``acquire`` would find the job taken now: its lock held by a
+        live run, or (inside ``slot``) its slot already served. A look only: it
+        takes nothing, and a False may be stale by the time ``acquire`` runs."""
+        with self.engine.connect() as connection:
+            if self.advisory:
+                if self._holder(connection):
+                    return True
+            else:
+                holder = connection.execute(
+                    select(locks).where(locks.c.job == self.job)
+                ).one_or_none()
+                now = datetime.now(UTC)
+                if holder is not None and not self._stale(
+                    holder.host, holder.pid, holder.expires_at, now
+                ):
+                    return True
+        served = _SLOT.get()
+        if served is None or served[0] != self.job:
+            return False
+        return self._started_since(served[1]) is not None
+
     def _started_since(self, since: datetime) -> str | None:
         query = (
             select(runs.c.id)

@@ -134,13 +134,29 @@ def run_roster(
         return _dry_run(project, job.id, scope, mapper, source.read(), options)
 
     store = StateStore(settings.database_url(settings.state_url))
-    platform = SqlPlatform(settings.database_url(settings.platform_url))
+    platform: SqlPlatform | None = None
     try:
         store.create_schema()
-        platform.create_schema()
-        platform.ensure_catalog(partner, offered.values())
-        run = _Run(job.id, scope, mapper, store, platform, options, settings.batch_size)
-        outcome = run.execute(source.read(), source.full and options.only is None)
+        # The lock comes before the platform and the source's read: a replica
+        # that finds the job taken gives up having opened nothing else.
+        run_id = uuid.uuid4().hex
+        lock = JobLock(store.engine, job.id, run_id)
+        try:
+            lock.acquire()
+        except JobLocked as exc:
+            logger.warning("%s", exc)
+            return RunOutcome(job.id, partner.id, "failed", error=str(exc), locked=True)
+        try:
+            platform = SqlPlatform(settings.database_url(settings.platform_url))
+            platform.create_schema()
+            platform.ensure_catalog(partner, offered.values())
+            run = _Run(
+                job.id, scope, mapper, store, platform, options, settings.batch_size
+            )
+            full = source.full and options.only is None
+            outcome = run.execute(run_id, lock, source.read(), full)
+        finally:
+            lock.release()
         # An incremental source keeps its new cursor only once its read is applied.
         if outcome.status == "done" and options.only is None:
             source.commit()
@@ -149,7 +165,8 @@ def run_roster(
         return outcome
     finally:
         store.close()
-        platform.close()
+        if platform is not None:
+            platform.close()
 
 
 def _dry_run(
@@ -263,24 +280,14 @@ class _Run:
         self.batch_size = batch_size
         self.partner = scope.partner.id
 
-    def execute(self, records: Iterable[Record], full_read: bool) -> RunOutcome:
-        """Take the job's lock, run, record the outcome, release the lock."""
+    def execute(
+        self, run_id: str, lock: JobLock, records: Iterable[Record], full_read: bool
+    ) -> RunOutcome:
+        """Run under ``lock``, held, and record the outcome."""
         mode = "only" if self.options.only else ("full" if full_read else "delta")
-        run_id = uuid.uuid4().hex
         outcome = RunOutcome(self.job, self.partner, "done", run_id=run_id)
-        lock = JobLock(self.store.engine, self.job, run_id)
-        try:
-            lock.acquire()
-        except JobLocked as exc:
-            outcome.status, outcome.error, outcome.run_id = "failed", str(exc), None
-            outcome.locked = True
-            logger.warning("%s", exc)
-            return outcome
-        try:
-            with run_context(run_id=run_id, job=self.job, partner=self.partner):
-                self._execute(run_id, mode, records, outcome, lock)
-        finally:
-            lock.release()
+        with run_context(run_id=run_id, job=self.job, partner=self.partner):
+            self._execute(run_id, mode, records, outcome, lock)
         return outcome
 
     def _execute(
