@@ -1,6 +1,7 @@
 """Two daemon replicas against one run after another, on one PostgreSQL.
 
     python benchmarks/scheduler.py [--jobs 200] [--learners 1000] [--workers 2]
+                                   [--rounds 3]
 
 Builds a project of ``--jobs`` roster jobs, each for a partner of its own reading
 an HRIS export of ``--learners`` rows, and starts a PostgreSQL of its own. Then, on
@@ -13,9 +14,13 @@ fresh databases each:
 - idle: once all have run, the daemons' CPU use and resident memory while they
   wait for the next slot.
 
-Both timed phases are measured from their process's spawn, start-up included.
-``speedup`` is serial seconds over replica seconds. The last line of output is one
-JSON object with every figure.
+Both timed phases are measured from their process's spawn, start-up included, with
+the CPU seconds of their processes and of the server's. They run ``--rounds`` times,
+each round on fresh databases and in the other order than the round before;
+``speedup`` is serial seconds over replica seconds in the round with the median
+speedup (every round's is listed: on a shared machine one round may differ a lot),
+whose figures are reported. The last line of output is one JSON object with every
+figure.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples"))
 sys.path.insert(0, str(REPO / "src"))
 
-from example_postgres import create_databases, throwaway_postgres  # noqa: E402
+from example_postgres import create_databases, drop_databases, throwaway_postgres  # noqa: E402
 from phases import peak_rss_mb, run_phase  # noqa: E402
 
 PARTNER_POLICY = """    guard: {max_suspend_share: 0.10, window_hours: 24}
@@ -95,11 +100,14 @@ def phase_serial(root: Path) -> dict[str, Any]:
     """Every job once, one after the other, in this process."""
     from microcred_sync.project import load_project
     from microcred_sync.settings import load_settings
+    from microcred_sync.sqlutil import shared_engines
     from microcred_sync.sync.roster import run_roster
 
     started = time.perf_counter()
     project = load_project(load_settings(root))
-    statuses = [run_roster(project, job).status for job in project.jobs]
+    # The floor gets what the daemon's runs get: one engine per database.
+    with shared_engines():
+        statuses = [run_roster(project, job).status for job in project.jobs]
     if set(statuses) != {"done"}:
         raise SystemExit(f"serial runs did not all finish: {set(statuses)}")
     return {
@@ -127,12 +135,15 @@ def _done_jobs(engine: Any) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
-def replicas(root: Path, state_url: str, jobs: int, workers: int) -> dict[str, Any]:
-    """Two daemons until every job ran once; then their idle CPU and memory."""
+def replicas(
+    root: Path, state_url: str, jobs: int, workers: int, idle: bool
+) -> dict[str, Any]:
+    """Two daemons until every job ran once; then, with ``idle``, their CPU use
+    and memory while they wait."""
     import psutil
     from sqlalchemy import create_engine
 
-    # One pooled connection asks, every half second: a new connection each time
+    # One pooled connection asks, ten times a second: a new connection each time
     # would cost the server a process start, taken from the replicas' CPU.
     watcher = create_engine(state_url, pool_size=1)
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
@@ -149,7 +160,7 @@ def replicas(root: Path, state_url: str, jobs: int, workers: int) -> dict[str, A
         while (done := _done_jobs(watcher))[0] < jobs:
             if any(daemon.poll() is not None for daemon in daemons):
                 raise SystemExit("a replica exited; see replica-*.log")
-            time.sleep(0.5)
+            time.sleep(0.1)
         seconds = time.perf_counter() - started
         cpu = {
             "daemon_cpu_seconds": sum(
@@ -157,7 +168,7 @@ def replicas(root: Path, state_url: str, jobs: int, workers: int) -> dict[str, A
             ),
             "server_cpu_seconds": server_cpu_seconds() - server_before,
         }
-        idle = _idle(psutil, [daemon.pid for daemon in daemons])
+        waiting = _idle(psutil, [daemon.pid for daemon in daemons]) if idle else {}
     finally:
         for daemon in daemons:
             daemon.send_signal(signal.SIGTERM)
@@ -173,7 +184,7 @@ def replicas(root: Path, state_url: str, jobs: int, workers: int) -> dict[str, A
         "skipped_locked": sum(text.count("holds its lock") for text in texts),
         "exit_codes": codes,
         **cpu,
-        **idle,
+        **waiting,
     }
 
 
@@ -225,6 +236,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--learners", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--phase", choices=["serial"])
     parser.add_argument("--root", type=Path)
     args = parser.parse_args()
@@ -245,47 +257,92 @@ def main() -> None:
 
 
 def _measure(server: str, root: Path, args: argparse.Namespace) -> dict[str, Any]:
-    serial_urls = create_databases(server, "state_serial", "platform_serial")
-    replica_urls = create_databases(server, "state_replicas", "platform_replicas")
+    """``--rounds`` rounds of both timed phases, each on fresh databases dropped
+    after it, the phases' order swapped each round (so that a machine getting
+    slower or faster during the benchmark favours neither); the idle figures
+    after the last round."""
+    rounds = []
+    for number in range(1, args.rounds + 1):
+        last = number == args.rounds
+        phases = ["serial", "replicas"] if number % 2 else ["replicas", "serial"]
+        figures: dict[str, Any] = {}
+        for phase in phases:
+            names = (f"state_{phase}_{number}", f"platform_{phase}_{number}")
+            urls = create_databases(server, *names)
+            os.environ["MICROCRED_STATE_URL"], os.environ["MICROCRED_PLATFORM_URL"] = (
+                urls
+            )
+            if phase == "serial":
+                figures["serial"] = _serial(root)
+            else:
+                figures["replicas"] = replicas(
+                    root, urls[0], args.jobs, args.workers, idle=last
+                )
+            # Gone before the next phase: its autovacuum and dirty pages would
+            # otherwise run on the next phase's time.
+            drop_databases(server, *names)
+        serial, two = figures["serial"], figures["replicas"]
+        speedup = serial["seconds"] / two["seconds"]
+        print(
+            f"round {number}: serial {serial['seconds']:.1f} s, replicas "
+            f"{two['seconds']:.1f} s (by replica {two['runs_by_replica']}), "
+            f"speedup {speedup:.3f}",
+            flush=True,
+        )
+        rounds.append({"serial": serial, "replicas": two, "speedup": speedup})
+    return _summary(rounds, args)
 
-    os.environ["MICROCRED_STATE_URL"], os.environ["MICROCRED_PLATFORM_URL"] = (
-        serial_urls
-    )
+
+def _serial(root: Path) -> dict[str, Any]:
+    """The serial phase in a process of its own, with its CPU and the server's."""
     server_before = server_cpu_seconds()
     children_before = _children_cpu_seconds()
     started = time.perf_counter()
-    serial = run_phase(__file__, "serial", root)
-    serial_seconds = time.perf_counter() - started
-    serial_cpu = _children_cpu_seconds() - children_before
-    serial_server_cpu = server_cpu_seconds() - server_before
-    print(f"serial: {serial_seconds:.1f} s for {serial['runs']} runs", flush=True)
+    figures = run_phase(__file__, "serial", root)
+    return {
+        "seconds": time.perf_counter() - started,
+        "in_process_seconds": figures["seconds"],
+        "peak_rss_mb": figures["peak_rss_mb"],
+        "cpu_seconds": _children_cpu_seconds() - children_before,
+        "server_cpu_seconds": server_cpu_seconds() - server_before,
+    }
 
-    os.environ["MICROCRED_STATE_URL"], os.environ["MICROCRED_PLATFORM_URL"] = (
-        replica_urls
-    )
-    two = replicas(root, replica_urls[0], args.jobs, args.workers)
-    print(f"replicas: {two['seconds']:.1f} s, by replica {two['runs_by_replica']}")
+
+def _summary(rounds: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
+    """The round with the median speedup gives the figures; every round's speedup
+    and seconds are listed beside them."""
+    middle = sorted(rounds, key=lambda one: one["speedup"])[len(rounds) // 2]
+    serial, two = middle["serial"], middle["replicas"]
+    last = rounds[-1]["replicas"]
     return {
         "jobs": args.jobs,
         "learners_per_job": args.learners,
         "workers_per_replica": args.workers,
-        "serial_seconds": round(serial_seconds, 2),
-        "serial_in_process_seconds": round(serial["seconds"], 2),
-        "serial_peak_rss_mb": round(serial["peak_rss_mb"], 1),
-        "serial_cpu_seconds": round(serial_cpu, 2),
-        "serial_server_cpu_seconds": round(serial_server_cpu, 2),
+        "rounds": len(rounds),
+        "speedup": round(middle["speedup"], 3),
+        "speedups": [round(one["speedup"], 3) for one in rounds],
+        "serial_seconds": round(serial["seconds"], 2),
         "replicas_seconds": round(two["seconds"], 2),
+        "serial_seconds_each": [round(one["serial"]["seconds"], 2) for one in rounds],
+        "replicas_seconds_each": [
+            round(one["replicas"]["seconds"], 2) for one in rounds
+        ],
+        "serial_in_process_seconds": round(serial["in_process_seconds"], 2),
+        "serial_peak_rss_mb": round(serial["peak_rss_mb"], 1),
+        "serial_cpu_seconds": round(serial["cpu_seconds"], 2),
+        "serial_server_cpu_seconds": round(serial["server_cpu_seconds"], 2),
         "replicas_cpu_seconds": round(two["daemon_cpu_seconds"], 2),
         "replicas_server_cpu_seconds": round(two["server_cpu_seconds"], 2),
-        "speedup": round(serial_seconds / two["seconds"], 3),
         "done_runs": two["done_runs"],
         "runs_by_replica": two["runs_by_replica"],
         "skipped_locked": two["skipped_locked"],
-        "replica_exit_codes": two["exit_codes"],
-        "idle_cpu_percent": two["idle_cpu_percent"],
-        "idle_rss_mb": two["idle_rss_mb"],
-        "idle_cpu_percent_each": two["idle_cpu_percent_each"],
-        "idle_rss_mb_each": two["idle_rss_mb_each"],
+        "replica_exit_codes": sorted(
+            {code for one in rounds for code in one["replicas"]["exit_codes"]}
+        ),
+        "idle_cpu_percent": last["idle_cpu_percent"],
+        "idle_rss_mb": last["idle_rss_mb"],
+        "idle_cpu_percent_each": last["idle_cpu_percent_each"],
+        "idle_rss_mb_each": last["idle_rss_mb_each"],
     }
 
 

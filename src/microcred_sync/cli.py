@@ -35,7 +35,7 @@ from .errors import ConfigError, SyncError
 from .migrations import Schema
 from .ops.alerts import after_run
 from .ops.status import JobStatus, job_statuses, outbox_backlog, status_document
-from .outbox import Outbox
+from .outbox import Delivery, Outbox
 from .outbox.deliver import DeliverOutcome, run_deliver
 from .platform.sql import SqlPlatform
 from .project import Project, load_project
@@ -484,7 +484,11 @@ def outbox_list(
 @click.option("--id", "ids", multiple=True, help="Only this entry (repeatable).")
 @click.pass_context
 def outbox_retry(context: click.Context, job: str, ids: tuple[str, ...]) -> None:
-    """Make dead entries, and pending ones waiting out a backoff, due now."""
+    """Make dead entries, and pending ones waiting out a backoff, due now.
+
+    An ``--id`` that is no entry of the job's sinks stops the command before it
+    requeues anything; one delivered already, or already due, is named.
+    """
     project, sinks = _outbox_job(context, job)
     settings = project.settings
     store = StateStore(settings.database_url(settings.state_url))
@@ -492,11 +496,28 @@ def outbox_retry(context: click.Context, job: str, ids: tuple[str, ...]) -> None
         store.create_schema()
         box = Outbox(store.engine)
         partner = project.jobs[job].partner
+        found: dict[str, Delivery] = {}
+        if ids:
+            found = {e.id: e for e in box.entries(sinks, partner=partner, ids=ids)}
+            unknown = [entry_id for entry_id in ids if entry_id not in found]
+            if unknown:
+                raise click.BadParameter(
+                    f"no entry {', '.join(unknown)} in the outbox of {job} "
+                    f"(sinks {', '.join(sinks)}); `microcred-sync outbox list "
+                    f"{job}` shows its entries",
+                    param_hint="--id",
+                )
         count = sum(
             box.requeue(sink, list(ids) or None, partner=partner) for sink in sinks
         )
     finally:
         store.close()
+    now = datetime.now(UTC)
+    for entry in found.values():
+        if entry.status == "delivered":
+            out.print(f"{entry.id}: delivered already, nothing to retry", markup=False)
+        elif entry.status == "pending" and entry.next_attempt_at <= now:
+            out.print(f"{entry.id}: already due", markup=False)
     out.print(
         f"requeued {count} entries of {job}; `microcred-sync run {job}` sends them",
         markup=False,

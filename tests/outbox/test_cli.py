@@ -42,6 +42,27 @@ def test_run_deliver_list_dead_retry_and_status(sink_project: SinkProject) -> No
     assert "requeued 1 entries" in retried.stdout
     again = cli(sink_project, "run", "acme-file-deliver")
     assert "delivered 1" in again.stdout
+
+    # An id that is no entry of the job stops the command, naming it, and
+    # requeues nothing; one delivered already is said to be.
+    unknown = cli(
+        sink_project,
+        "outbox",
+        "retry",
+        "acme-file-deliver",
+        "--id",
+        dead["id"],
+        "--id",
+        "no-such-entry",
+    )
+    assert unknown.returncode == 2
+    assert "no entry no-such-entry in the outbox of acme-file-deliver" in (
+        unknown.stderr
+    )
+    sent = cli(sink_project, "outbox", "retry", "acme-file-deliver", "--id", dead["id"])
+    assert sent.returncode == 0, sent.stderr
+    assert f"{dead['id']}: delivered already" in sent.stdout
+    assert "requeued 0 entries" in sent.stdout
     assert (
         "no dead letters"
         in cli(sink_project, "outbox", "dead", "acme-file-deliver").stdout

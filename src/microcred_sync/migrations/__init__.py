@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import weakref
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -59,6 +60,8 @@ _OPENING: dict[str, threading.RLock] = {}
 _OPENING_GUARD = threading.Lock()
 #: Where ``name_failures`` keeps the setting on an error.
 _FAILED_SETTING = "microcred_setting"
+#: The engines ``name_failures`` has marked, with their setting.
+_NAMED: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -312,6 +315,12 @@ def _lock(connection: Connection, schema: Schema) -> None:
 def name_failures(engine: Engine, schema: Schema) -> None:
     """Mark every error raised by ``engine`` (a failed connect included) with the
     setting that names its URL, for ``failed_setting`` where the error ends up."""
+
+    # An engine kept by ``sqlutil.shared_engines`` serves one schema and is
+    # marked once, however many stores open it.
+    if _NAMED.get(engine) == schema.setting:
+        return
+    _NAMED[engine] = schema.setting
 
     def mark(context: ExceptionContext) -> None:
         if context.sqlalchemy_exception is not None:

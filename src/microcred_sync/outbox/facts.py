@@ -9,9 +9,14 @@ says to send it empty (``when_missing`` other than ``leave``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+if TYPE_CHECKING:
+    from ..platform.sql import LearnerIdentityRow
+    from ..results.records import AwardRecord
 
 
 class FactOrValue(BaseModel):
@@ -59,3 +64,31 @@ def field_values(
             continue
         written[name] = value
     return written
+
+
+def utc(moment: datetime) -> datetime:
+    """``moment`` in UTC; a time without a zone (as SQLite gives it back) is UTC."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def award_facts(
+    award: AwardRecord,
+    learner: LearnerIdentityRow,
+    *,
+    program_title: str | None = None,
+    credential_id: str | None = None,
+) -> dict[str, Any]:
+    """The facts of an award that every write-back of it may name; a sink adds
+    its own (the Contact, the employee id, the local day). ``issued_at`` keeps
+    the award's own offset: a Salesforce date field takes the day there."""
+    return {
+        "award_id": award.id,
+        "credential_id": credential_id,
+        "program": award.program,
+        "program_title": program_title,
+        "issued_at": award.issued_at.isoformat(),
+        "learner_id": award.learner_id,
+        "email": learner.email,
+    }

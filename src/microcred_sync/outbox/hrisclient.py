@@ -37,7 +37,7 @@ from ..platform.sql import LearnerIdentityRow
 from ..results.records import AwardRecord
 from ..secrets import read_secret
 from .errors import DeliveryError, DeliveryRefused, DeliveryStopped, DeliveryTemporary
-from .facts import field_values
+from .facts import award_facts, field_values, utc
 from .hris import ApiKeyAuth, HrisSink
 from .lrs import TEMPORARY_STATUSES, BearerToken, lrs_reason
 from .retry import held_back, reschedule_delay, retry_after_seconds, retrying
@@ -71,26 +71,22 @@ def completion_facts(
     credential_id: str | None = None,
 ) -> dict[str, Any]:
     """What a field spec or the notes may name, for one completion."""
-    issued = award.issued_at
-    if issued.tzinfo is None:
-        issued = issued.replace(tzinfo=UTC)
     employee = (
         learner.external_key
         if config.employee_id_from == "external_key"
         else learner.employee_number
     )
+    shared = award_facts(
+        award, learner, program_title=program_title, credential_id=credential_id
+    )
+    issued = utc(award.issued_at)
     return {
         "delivery_id": hris_id(config.partner, sink, award.id),
-        "award_id": award.id,
-        "credential_id": credential_id,
-        "program": award.program,
-        "program_title": program_title,
-        "issued_at": issued.astimezone(UTC).isoformat(),
+        **shared,
+        "issued_at": issued.isoformat(),
         # The day it happened where the partner is (XA-03: the instant first).
         "completed_on": issued.astimezone(ZoneInfo(config.timezone)).date().isoformat(),
-        "learner_id": award.learner_id,
         "employee_id": employee or None,
-        "email": learner.email,
     }
 
 

@@ -473,13 +473,17 @@ class Outbox:
         partner: str | None = None,
         status: str | None = None,
         limit: int | None = None,
+        ids: Sequence[str] | None = None,
     ) -> list[Delivery]:
-        """The entries of ``sinks`` (of ``partner``, in ``status``), oldest first."""
+        """The entries of ``sinks`` (of ``partner``, in ``status``, among ``ids``),
+        oldest first."""
         query = (
             select(outbox)
             .where(outbox.c.sink.in_(list(sinks)))
             .order_by(outbox.c.created_at, outbox.c.position, outbox.c.id)
         )
+        if ids is not None:
+            query = query.where(outbox.c.id.in_(list(ids)))
         if partner is not None:
             query = query.where(outbox.c.partner == partner)
         if status is not None:

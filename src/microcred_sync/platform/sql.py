@@ -28,6 +28,7 @@ from ..sqlutil import (
     dialect_insert,
     execute_many,
     make_engine,
+    release_engine,
     sqlite_or_memory,
     upsert,
 )
@@ -55,7 +56,7 @@ class SqlPlatform(Platform):
     """A platform whose roster lives in a SQL database (SQLite or PostgreSQL)."""
 
     def __init__(self, url: str) -> None:
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, PLATFORM.name)
         name_failures(self.engine, PLATFORM)
         self.writes = 0
         #: The masked URL of a database without the schema yet, when this empty
@@ -88,7 +89,7 @@ class SqlPlatform(Platform):
         prepare(self.engine, PLATFORM)
 
     def close(self) -> None:
-        self.engine.dispose()
+        release_engine(self.engine)
 
     def ensure_catalog(self, partner: Partner, offered: Iterable[Program]) -> None:
         rows = [

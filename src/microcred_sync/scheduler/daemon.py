@@ -53,6 +53,7 @@ from ..platform.sql import SqlPlatform
 from ..project import Project, load_project
 from ..results.flow import run_results
 from ..settings import load_settings
+from ..sqlutil import shared_engines
 from ..state.locks import JobLock, slot
 from ..state.store import StateStore
 from ..sync.roster import RunOptions, run_roster
@@ -324,7 +325,13 @@ class Daemon:
 
 def serve(project: Project) -> bool:
     """Run the daemon in this process until SIGTERM or SIGINT; returns whether it
-    stopped cleanly (every run ended in time, locks released)."""
+    stopped cleanly (every run ended in time, locks released). Its runs share one
+    engine per database (``sqlutil.shared_engines``)."""
+    with shared_engines(pool_size=2 * project.settings.daemon.workers):
+        return _serve(project)
+
+
+def _serve(project: Project) -> bool:
     daemon = Daemon(project)
     asked: list[int] = []
 

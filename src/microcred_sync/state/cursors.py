@@ -26,7 +26,7 @@ from sqlalchemy import (
     select,
 )
 
-from ..sqlutil import first_row, make_engine
+from ..sqlutil import first_row, make_engine, release_engine
 
 #: Where an incremental read resumes, per connector and server (a USN means
 #: something only on the server that issued it), and when the last full read was.
@@ -72,7 +72,7 @@ class CursorStore:
         query = select(cursors).where(
             cursors.c.connector == connector, cursors.c.server == server
         )
-        row = first_row(self.url, cursors, query)
+        row = first_row(self.url, cursors, query, "state")
         if row is None:
             return None
         return Cursor(
@@ -84,7 +84,7 @@ class CursorStore:
         query = select(func.max(cursors.c.full_read_at)).where(
             cursors.c.connector == connector
         )
-        row = first_row(self.url, cursors, query)
+        row = first_row(self.url, cursors, query, "state")
         return None if row is None else _aware(row[0])
 
     def save(
@@ -96,7 +96,7 @@ class CursorStore:
         """
         previous = self.get(connector, server)
         full_read_at = now if full else (previous.full_read_at if previous else None)
-        engine = make_engine(self.url)
+        engine = make_engine(self.url, "state")
         try:
             cursors.create(engine, checkfirst=True)
             with engine.begin() as connection:
@@ -115,7 +115,7 @@ class CursorStore:
                     )
                 )
         finally:
-            engine.dispose()
+            release_engine(engine)
 
 
 def full_read_due(

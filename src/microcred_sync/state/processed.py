@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from ..sqlutil import first_row, make_engine, upsert
+from ..sqlutil import first_row, make_engine, release_engine, upsert
 from .tables import processed_files
 
 #: Outcomes after which the same content is not read again.
@@ -67,7 +67,7 @@ class ProcessedFiles:
             )
             .order_by(processed_files.c.processed_at)
         )
-        row = first_row(self.url, processed_files, query)
+        row = first_row(self.url, processed_files, query, "state")
         if row is None:
             return None
         identity = FileIdentity(row.name, row.size, _aware(row.mtime), row.sha256)
@@ -87,10 +87,10 @@ class ProcessedFiles:
             "processed_at": now,
         }
         keys = ["connector", "sha256", "name", "size", "mtime"]
-        engine = make_engine(self.url)
+        engine = make_engine(self.url, "state")
         try:
             processed_files.create(engine, checkfirst=True)
             with engine.begin() as connection:
                 upsert(connection, processed_files, [row], keys)
         finally:
-            engine.dispose()
+            release_engine(engine)

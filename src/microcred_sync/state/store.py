@@ -24,6 +24,7 @@ from ..sqlutil import (
     execute_many,
     make_engine,
     placeholders,
+    release_engine,
     sqlite_or_memory,
     upsert,
 )
@@ -100,7 +101,7 @@ class StateStore:
     """microcred-sync's own database."""
 
     def __init__(self, url: str) -> None:
-        self.engine: Engine = make_engine(url)
+        self.engine: Engine = make_engine(url, STATE.name)
         name_failures(self.engine, STATE)
         #: The masked URL of a database without the schema yet (a new PostgreSQL
         #: one), when this empty store in memory stands in for it.
@@ -139,7 +140,7 @@ class StateStore:
         prepare(self.engine, STATE)
 
     def close(self) -> None:
-        self.engine.dispose()
+        release_engine(self.engine)
 
     # -- snapshots ------------------------------------------------------------
 

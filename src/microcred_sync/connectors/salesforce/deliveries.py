@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ...changes import derived_id
+from ...outbox.facts import award_facts as shared_award_facts
 from ...outbox.facts import field_values
 from ...outbox.store import NewDelivery
 from ...partners import Program
@@ -64,15 +65,11 @@ def award_facts(
 ) -> dict[str, Any]:
     """What a field spec's ``from`` may name, for one award (``AWARD_FACTS``)."""
     return {
-        "award_id": award.id,
-        "credential_id": credential_id,
-        "program": award.program,
-        "program_title": program_title,
-        "issued_at": award.issued_at.isoformat(),
-        "learner_id": award.learner_id,
+        **shared_award_facts(
+            award, learner, program_title=program_title, credential_id=credential_id
+        ),
         # The roster's key is the Contact's Id: the learner's source key.
         "contact_id": learner.external_key,
-        "email": learner.email,
     }
 
 
