@@ -145,19 +145,22 @@ def test_an_expired_lease_taken_over_is_lost_on_renew(sqlite_engine: Engine) -> 
     new.release()
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_a_slot_another_replica_already_ran_is_refused(
-    backend: str, request: pytest.FixtureRequest
-) -> None:
-    """Inside ``slot``, a lock taken after a run of the job started in the slot is
-    given back: the slot is not run twice, one run after the other."""
-    if backend == "sqlite":
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest) -> Iterator[StateStore]:
+    """A migrated state store, on each backend."""
+    if request.param == "sqlite":
         url = f"sqlite:///{request.getfixturevalue('tmp_path')}/state.db"
     else:
         url = request.getfixturevalue("postgres_databases")[0]
     store = StateStore(url)
-    request.addfinalizer(store.close)
     store.create_schema()
+    yield store
+    store.close()
+
+
+def test_a_slot_another_replica_already_ran_is_refused(store: StateStore) -> None:
+    """Inside ``slot``, a lock taken after a run of the job started in the slot is
+    given back: the slot is not run twice, one run after the other."""
     engine = store.engine
     fired = datetime.now(UTC)
     store.start_run("served", JOB, "example-corp", "roster", "full", fired)
@@ -171,21 +174,13 @@ def test_a_slot_another_replica_already_ran_is_refused(
     lock.release()
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_taken_sees_what_acquire_would_refuse_and_takes_nothing(
-    backend: str, request: pytest.FixtureRequest
+    store: StateStore, request: pytest.FixtureRequest
 ) -> None:
     """The daemon's look before a run: ``taken`` is true exactly when ``acquire``
     would raise JobLocked (held by a live run, or its slot served), and looking
     leaves the job free for the next ``acquire``."""
-    if backend == "sqlite":
-        url = f"sqlite:///{request.getfixturevalue('tmp_path')}/state.db"
-    else:
-        url = request.getfixturevalue("postgres_databases")[0]
-    store = StateStore(url)
-    request.addfinalizer(store.close)
-    store.create_schema()
-    other = make_engine(url)
+    other = make_engine(store.engine.url.render_as_string(hide_password=False))
     request.addfinalizer(other.dispose)
 
     assert not JobLock(other, JOB, "").taken()

@@ -57,17 +57,13 @@ def is_state(payload: Mapping[str, Any]) -> bool:
 
 
 def award_facts(
-    award: AwardRecord,
-    learner: LearnerIdentityRow,
-    *,
-    program_title: str | None = None,
-    credential_id: str | None = None,
+    award: AwardRecord, learner: LearnerIdentityRow, **names: str | None
 ) -> dict[str, Any]:
-    """What a field spec's ``from`` may name, for one award (``AWARD_FACTS``)."""
+    """What a field spec's ``from`` may name, for one award (``AWARD_FACTS``):
+    the facts every write-back has (``names``: its program title and credential
+    id), and the Contact."""
     return {
-        **shared_award_facts(
-            award, learner, program_title=program_title, credential_id=credential_id
-        ),
+        **shared_award_facts(award, learner, **names),
         # The roster's key is the Contact's Id: the learner's source key.
         "contact_id": learner.external_key,
     }
