@@ -48,6 +48,8 @@ from .sync.roster import RunOptions, RunOutcome, run_roster
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
+#: The job's lock was taken (another run of it in progress): nothing was done.
+EXIT_LOCKED = 4
 
 _EXIT_CODES = (
     "Exit codes: 0 done, 1 failed, 2 configuration error, 3 held by the guard."
@@ -170,6 +172,7 @@ def run(
         if selected or allow_mass_deprovision:
             raise click.UsageError("a results job takes no keys and no override")
         results_outcome = run_results(project, job)
+        _exit_if_locked(job, results_outcome)
         _print_results_summary(results_outcome)
         after_run(project, job, results_outcome)
         sys.exit(results_outcome.exit_code)
@@ -180,9 +183,18 @@ def run(
         options.trace = lambda line: out.print(f"trace {line}", markup=False)
     with _progress(options):
         outcome = run_roster(project, job, options)
+    _exit_if_locked(job, outcome)
     _print_summary(outcome)
     after_run(project, job, outcome)
     sys.exit(outcome.exit_code)
+
+
+def _exit_if_locked(job: str, outcome: RunOutcome | ResultsOutcome) -> None:
+    """A run that found its job taken did nothing: one line, exit 4, no summary
+    of zeros that would read as a failed run."""
+    if outcome.locked:
+        out.print(f"{job}: not run: {outcome.error}", markup=False)
+        sys.exit(EXIT_LOCKED)
 
 
 @main.command()

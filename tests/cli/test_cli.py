@@ -270,3 +270,33 @@ def test_version_and_exit_codes_in_help(project_dir: ProjectDir) -> None:
     assert "Exit codes: 0 done, 1 failed, 2 configuration error, 3 held" in (
         helped.stdout
     )
+
+
+def test_a_run_that_finds_its_job_taken_exits_4_and_does_nothing(
+    project_dir: ProjectDir, employees: Callable[[int], list[str]]
+) -> None:
+    """`run` while another run holds the job: one line naming the holder, exit 4
+    (not 1: nothing failed, nothing was done), no run recorded; once the lock is
+    free the same command runs."""
+    from microcred_sync.state.locks import JobLock
+
+    project_dir.write_roster(employees(3))
+    store = project_dir.state_store()
+    store.create_schema()
+    lock = JobLock(store.engine, JOB, "someone-else")
+    lock.acquire()
+    try:
+        taken = cli(project_dir, "run", JOB)
+    finally:
+        lock.release()
+    try:
+        assert taken.returncode == 4, taken.stdout + taken.stderr
+        assert taken.stdout.startswith(
+            f"{JOB}: not run: another run of {JOB} is in progress"
+        ), taken.stdout
+        assert "run=someone-else" in taken.stdout
+        assert "read 0" not in taken.stdout
+        assert store.latest_runs() == []
+    finally:
+        store.close()
+    assert cli(project_dir, "run", JOB).returncode == 0

@@ -217,8 +217,8 @@ class Daemon:
         job = self.project.jobs[job_id]
         try:
             with slot(job_id, started - _slot_slack(job)):
-                if self._taken(job):
-                    logger.info("job %s skipped: another run holds its lock", job_id)
+                if taken := self._taken(job):
+                    logger.info("job %s skipped: %s", job_id, taken)
                     self.metrics.count(job_id, "locked")
                     return
                 outcome = execute(self.project, job_id, self.stop)
@@ -242,13 +242,13 @@ class Daemon:
             return
         _after_run(self.project, job_id, outcome)
 
-    def _taken(self, job: Job) -> bool:
-        """Whether another run holds ``job`` (or served its slot), seen on this
+    def _taken(self, job: Job) -> str | None:
+        """Why another run has ``job`` (holds it, or served its slot), seen on this
         daemon's own connection before the run opens anything: replicas fire
         together, and all but one of them would find the lock taken. Deliver
         jobs take no job lock; their workers share the outbox by row claims."""
         if job.flow == "deliver":
-            return False
+            return None
         return JobLock(self.store.engine, job.id, run_id="").taken()
 
     def _check_outbox(self) -> None:

@@ -121,14 +121,15 @@ class JobLock:
                 f"a run of {self.job} already served this slot", run=earlier
             )
 
-    def taken(self) -> bool:
-        """Whether ``acquire`` would find the job taken now: its lock held by a
-        live run, or (inside ``slot``) its slot already served. A look only: it
-        takes nothing, and a False may be stale by the time ``acquire`` runs."""
+    def taken(self) -> str | None:
+        """Why ``acquire`` would find the job taken now (its lock held by a live
+        run, or, inside ``slot``, its slot already served), or None. A look only:
+        it takes nothing, and a None may be stale by the time ``acquire`` runs."""
+        held = "another run holds its lock"
         with self.engine.connect() as connection:
             if self.advisory:
                 if self._holder(connection):
-                    return True
+                    return held
             else:
                 holder = connection.execute(
                     select(locks).where(locks.c.job == self.job)
@@ -137,11 +138,14 @@ class JobLock:
                 if holder is not None and not self._stale(
                     holder.host, holder.pid, holder.expires_at, now
                 ):
-                    return True
+                    return held
         served = _SLOT.get()
         if served is None or served[0] != self.job:
-            return False
-        return self._started_since(served[1]) is not None
+            return None
+        earlier = self._started_since(served[1])
+        if earlier is None:
+            return None
+        return f"run {earlier} already served this slot"
 
     def _started_since(self, since: datetime) -> str | None:
         query = (
