@@ -162,6 +162,39 @@ def test_bad_byte_after_a_character_split_across_chunks(tmp_path: Path) -> None:
     assert raised.value.context["line"] == content[:start].count(b"\n") + 1
 
 
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be", "utf-32-le"])
+def test_a_utf16_or_utf32_export_is_read_by_its_byte_order_mark(
+    tmp_path: Path, codec: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Excel's "Unicode Text" (UTF-16 with a BOM, tab-separated): read as what the
+    mark says although the connector expects UTF-8, names intact, and said so;
+    not refused as bad UTF-8, nor decoded as cp1252 noise by a fallback."""
+    text = "employee_id\tlast_name\tfirst_name\r\nE-01\tStrauß\tJürgen\r\n"
+    content = "\ufeff".encode(codec) + text.encode(codec)
+
+    with caplog.at_level(logging.INFO, logger="microcred_sync"):
+        records = read(tmp_path, content, fallback_encoding="cp1252")
+
+    assert fields(records) == [
+        {"employee_id": "E-01", "last_name": "Strauß", "first_name": "Jürgen"}
+    ]
+    family = codec[:6]
+    assert f"hris.csv starts with a {family.upper()} byte order mark" in caplog.text
+
+
+def test_a_utf16_export_cut_mid_character_names_the_place(tmp_path: Path) -> None:
+    """A UTF-16 file whose last character lost a byte is refused, as UTF-16, with
+    the byte offset; nothing is read from it."""
+    content = "\ufeffemployee_id\r\nE-01\r\n".encode("utf-16-le")[:-1]
+    (tmp_path / "hris.csv").write_bytes(content)
+
+    with pytest.raises(ReadError) as raised:
+        list(source(tmp_path).read())
+
+    assert "hris.csv is not valid utf-16" in str(raised.value)
+    assert raised.value.context["byte_offset"] == len(content) - 1
+
+
 def test_unknown_encoding_name_is_a_validation_error() -> None:
     """An encoding Python does not know is refused when the connector is loaded."""
     with pytest.raises(ValidationError, match="unknown encoding"):

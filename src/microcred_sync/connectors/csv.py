@@ -66,6 +66,11 @@ _LINE_ENDINGS = ("\n", "\r")
 
 #: Codec names (as ``codecs.lookup`` spells them) read as UTF-8 with an optional BOM.
 _UTF8_CODECS = frozenset({"utf-8", "utf-8-sig"})
+#: Byte order marks that name a file's encoding, UTF-32's before UTF-16's.
+_BYTE_ORDER_MARKS = (
+    ((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE), "utf-32"),
+    ((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE), "utf-16"),
+)
 
 _SEPARATOR_RUN = re.compile(r"[^\w]+")
 
@@ -334,6 +339,21 @@ class CsvSource(Source):
         Raises ``ReadError`` naming the first bad byte when neither decodes the
         whole file; characters are never replaced.
         """
+        marked = self._marked_encoding(path)
+        if marked is not None:
+            # A UTF-16 or UTF-32 byte order mark says what the file is (Excel's
+            # "Unicode Text"); read as UTF-8, or its fallback, it would be noise.
+            marked_failure = self._find_undecodable(path, marked)
+            if marked_failure is not None:
+                raise self._decode_error(path, marked, marked_failure, hint=False)
+            logger.info(
+                "%s: %s starts with a %s byte order mark and is read as %s",
+                self.describe(),
+                path.name,
+                marked.upper(),
+                marked,
+            )
+            return marked
         failure = self._find_undecodable(path, self.config.encoding)
         if failure is None:
             return _reading_codec(self.config.encoding)
@@ -351,6 +371,26 @@ class CsvSource(Source):
             fallback,
         )
         return _reading_codec(fallback)
+
+    def _marked_encoding(self, path: CsvFile) -> str | None:
+        """``utf-16`` or ``utf-32`` when the file starts with that byte order mark
+        and the connector expects UTF-8 (another configured encoding is taken at
+        its word)."""
+        if codecs.lookup(self.config.encoding).name not in _UTF8_CODECS:
+            return None
+        try:
+            with path.open_bytes() as stream:
+                start = stream.read(4)
+        except OSError as error:
+            raise SourceUnavailable(
+                f"{path.name} cannot be read: {error.strerror}",
+                **self._context(path),
+            ) from error
+        # UTF-32's little-endian mark begins with UTF-16's: look for it first.
+        for marks, name in _BYTE_ORDER_MARKS:
+            if start.startswith(marks):
+                return name
+        return None
 
     def _find_undecodable(
         self, path: CsvFile, encoding: str
