@@ -201,3 +201,27 @@ def test_taken_sees_what_acquire_would_refuse_and_takes_nothing(
         assert JobLock(other, JOB, "").taken()
     with slot(JOB, fired + timedelta(seconds=1)):
         assert not JobLock(other, JOB, "").taken()
+
+
+def test_a_run_for_a_few_keys_serves_no_slot_and_is_not_the_jobs_last(
+    store: StateStore,
+) -> None:
+    """`run JOB --only KEY` by an operator, just before a slot: the scheduled run
+    of the slot still runs, and the job's last run (what `status` shows and the
+    daemon's first slot counts from) stays its last whole run."""
+    fired = datetime.now(UTC)
+    store.start_run("one-person", JOB, "example-corp", "roster", "only", fired)
+    with slot(JOB, fired - timedelta(seconds=1)):
+        assert JobLock(store.engine, JOB, "").taken() is None
+        lock = JobLock(store.engine, JOB, "scheduled")
+        lock.acquire()
+    lock.release()
+    assert store.latest_runs() == []
+
+    store.start_run(
+        "whole", JOB, "example-corp", "roster", "full", fired + timedelta(seconds=1)
+    )
+    store.start_run(
+        "one-more", JOB, "example-corp", "roster", "only", fired + timedelta(seconds=2)
+    )
+    assert [run.id for run in store.latest_runs()] == ["whole"]

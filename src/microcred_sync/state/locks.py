@@ -148,9 +148,14 @@ class JobLock:
         return f"run {earlier} already served this slot"
 
     def _started_since(self, since: datetime) -> str | None:
+        # A run for a few keys (``run --only``) serves no slot.
         query = (
             select(runs.c.id)
-            .where(runs.c.job == self.job, runs.c.started_at >= since)
+            .where(
+                runs.c.job == self.job,
+                runs.c.started_at >= since,
+                runs.c.mode != "only",
+            )
             .limit(1)
         )
         with self.engine.connect() as connection:

@@ -378,9 +378,12 @@ class StateStore:
         return _run_info(row)
 
     def latest_runs(self) -> list[RunInfo]:
-        """The newest run of every job."""
+        """The newest run of every job, runs for a few keys (``run --only``) left
+        out: they are not the job's run, and its schedule goes on from the last
+        whole one."""
         newest = (
             select(runs.c.job, func.max(runs.c.started_at).label("started"))
+            .where(runs.c.mode != "only")
             .group_by(runs.c.job)
             .subquery()
         )
@@ -390,6 +393,7 @@ class StateStore:
                 newest,
                 and_(runs.c.job == newest.c.job, runs.c.started_at == newest.c.started),
             )
+            .where(runs.c.mode != "only")
             .order_by(runs.c.job)
         )
         with self.engine.connect() as connection:
