@@ -306,11 +306,16 @@ def _status_row(entry: JobStatus) -> tuple[str, ...]:
         return (entry.job, entry.partner, "never", "-", "-", "-", "-", upcoming, "")
     changed = ", ".join(f"{k} {n}" for k, n in last.counts.items() if n) or "none"
     why = (last.held_reason or last.error or "").split(";")[0]
+    shown = last.status
+    if entry.abandoned:
+        shown = f"{last.status} (abandoned)"
+        why = "nothing holds the job's lock: its process is gone; the next run "
+        why += "records it interrupted"
     return (
         entry.job,
         entry.partner,
         _when(last.started_at),
-        last.status,
+        shown,
         str(last.records_read),
         str(last.quarantined),
         changed,

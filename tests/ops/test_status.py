@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -108,3 +109,46 @@ def test_an_interval_job_is_due_once_its_interval_has_passed() -> None:
     assert next_run(schedule, now, None) == now
     upcoming = next_run(schedule, now, now - timedelta(minutes=5))
     assert upcoming == datetime(2026, 12, 5, 12, 15, tzinfo=UTC)
+
+
+def test_status_tells_a_killed_run_from_a_running_one(
+    project_dir: ProjectDir, employees: Callable[[int], list[str]]
+) -> None:
+    """A run left `planning` by a killed process: while another process holds the
+    job's lock it is running; once nothing holds it, status says it is abandoned
+    (the next run records it interrupted) instead of showing it as going on."""
+    from microcred_sync.state.locks import JobLock
+
+    project_dir.write_roster(employees(2))
+    project_dir.run()
+    store = project_dir.state_store()
+    try:
+        started = datetime.now(UTC)
+        store.start_run("killed-run", JOB, "example-corp", "roster", "full", started)
+        lock = JobLock(store.engine, JOB, "killed-run")
+        lock.acquire()
+        try:
+            held = json.loads(cli(project_dir, "status", "--output", "json").stdout)
+        finally:
+            lock.release()
+        gone = cli(project_dir, "status", "--output", "json")
+        table = cli(project_dir, "status")
+    finally:
+        store.close()
+
+    def last(document: dict[str, Any]) -> dict[str, Any]:
+        return next(e for e in document["jobs"] if e["job"] == JOB)["last_run"]
+
+    assert last(held)["run_id"] == "killed-run"
+    assert (last(held)["status"], last(held)["abandoned"]) == ("planning", False)
+    assert (last(json.loads(gone.stdout))["abandoned"]) is True
+    row = next(line for line in table.stdout.splitlines() if line.startswith(JOB))
+    assert "planning (abandoned)" in row
+    assert "the next run records it interrupted" in row
+    # And so it does.
+    project_dir.run()
+    check = project_dir.state_store()
+    try:
+        assert check.run("killed-run").status == "interrupted"
+    finally:
+        check.close()

@@ -16,7 +16,8 @@ from sqlalchemy import Engine, func, select
 from ..outbox.tables import outbox
 from ..project import Project
 from ..scheduler.triggers import next_run
-from ..state.store import RunInfo, StateStore
+from ..state.locks import JobLock
+from ..state.store import UNFINISHED, RunInfo, StateStore
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,9 @@ class JobStatus:
     flow: str
     last: RunInfo | None
     next_run: datetime | None
+    #: The last run is unfinished and nothing holds the job's lock: its process
+    #: is gone (killed), and the job's next run will record it interrupted.
+    abandoned: bool = False
 
 
 def outbox_backlog(
@@ -76,8 +80,20 @@ def job_statuses(project: Project, store: StateStore, now: datetime) -> list[Job
         upcoming = None
         if job.schedule is not None:
             upcoming = next_run(job.schedule, now, last.started_at if last else None)
-        statuses.append(JobStatus(job.id, job.partner, job.flow, last, upcoming))
+        abandoned = _abandoned(store, job.flow, last)
+        statuses.append(
+            JobStatus(job.id, job.partner, job.flow, last, upcoming, abandoned)
+        )
     return statuses
+
+
+def _abandoned(store: StateStore, flow: str, last: RunInfo | None) -> bool:
+    """Whether ``last`` is unfinished with nobody holding its job's lock. Deliver
+    runs take no job lock (they share the outbox), so theirs are left as they
+    are."""
+    if last is None or flow == "deliver" or last.status not in UNFINISHED:
+        return False
+    return JobLock(store.engine, last.job, run_id="").taken() is None
 
 
 def status_document(
@@ -91,7 +107,7 @@ def status_document(
                 "job": status.job,
                 "partner": status.partner,
                 "flow": status.flow,
-                "last_run": _run_document(status.last),
+                "last_run": _run_document(status.last, status.abandoned),
                 "next_run": _iso(status.next_run),
             }
             for status in statuses
@@ -108,12 +124,13 @@ def status_document(
     }
 
 
-def _run_document(run: RunInfo | None) -> dict[str, Any] | None:
+def _run_document(run: RunInfo | None, abandoned: bool) -> dict[str, Any] | None:
     if run is None:
         return None
     return {
         "run_id": run.id,
         "status": run.status,
+        "abandoned": abandoned,
         "mode": run.mode,
         "started_at": _iso(run.started_at),
         "finished_at": _iso(run.finished_at),

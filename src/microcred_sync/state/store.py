@@ -97,6 +97,10 @@ class RunInfo:
     error: str | None
 
 
+#: The statuses of a run still going (or killed before it could say otherwise).
+UNFINISHED = ("planning", "applying")
+
+
 class StateStore:
     """microcred-sync's own database."""
 
@@ -327,7 +331,7 @@ class StateStore:
         entries) say they are alive with ``beat``; of those, only the ones silent
         for longer than ``silent_after`` are dead.
         """
-        unfinished = (runs.c.job == job) & runs.c.status.in_(("planning", "applying"))
+        unfinished = (runs.c.job == job) & runs.c.status.in_(UNFINISHED)
         if not exclusive:
             if silent_after is None:
                 raise ValueError("a shared run needs silent_after")
