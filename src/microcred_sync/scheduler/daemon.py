@@ -27,6 +27,7 @@ import signal
 import threading
 import time
 from collections.abc import Mapping
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -39,6 +40,7 @@ from apscheduler.events import (
     JobSubmissionEvent,
 )
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
@@ -120,6 +122,8 @@ class Daemon:
             timezone=UTC,
         )
         self._running: dict[str, datetime] = {}
+        #: Jobs whose catch-up run at start has not run yet, with their grace.
+        self._catching_up: dict[str, int] = {}
         self._idle = threading.Condition()
         self.health: HealthServer | None = None
 
@@ -195,6 +199,13 @@ class Daemon:
         # APScheduler keeps the jitter on the trigger; ours gives nominal times.
         setattr(fires, "jitter", schedule.jitter_seconds or None)  # noqa: B010
         options["misfire_grace_time"] = grace
+        if schedule.interval is not None and due:
+            # The catch-up run may wait long for a worker behind the others due at
+            # start; measured from its tick, that wait would drop it as missed
+            # (and the next tick is refused while it queues: no run at all). No
+            # grace until it has run; ``_run`` gives the job its grace back.
+            options["misfire_grace_time"] = None
+            self._catching_up[job.id] = grace
         self.scheduler.add_job(
             self._run,
             fires,
@@ -234,6 +245,10 @@ class Daemon:
             with self._idle:
                 self._running.pop(job_id, None)
                 self._idle.notify_all()
+            grace = self._catching_up.pop(job_id, None)
+            if grace is not None and not self.stop.is_set():
+                with suppress(JobLookupError):
+                    self.scheduler.modify_job(job_id, misfire_grace_time=grace)
         self.metrics.observe(
             job_id, job.flow, outcome, started, datetime.now(UTC), job.sinks
         )
