@@ -343,9 +343,7 @@ class CsvSource(Source):
         if marked is not None:
             # A UTF-16 or UTF-32 byte order mark says what the file is (Excel's
             # "Unicode Text"); read as UTF-8, or its fallback, it would be noise.
-            marked_failure = self._find_undecodable(path, marked)
-            if marked_failure is not None:
-                raise self._decode_error(path, marked, marked_failure, hint=False)
+            self._require_decodable(path, marked)
             logger.info(
                 "%s: %s starts with a %s byte order mark and is read as %s",
                 self.describe(),
@@ -360,9 +358,7 @@ class CsvSource(Source):
         fallback = self.config.fallback_encoding
         if fallback is None:
             raise self._decode_error(path, self.config.encoding, failure, hint=True)
-        fallback_failure = self._find_undecodable(path, fallback)
-        if fallback_failure is not None:
-            raise self._decode_error(path, fallback, fallback_failure, hint=False)
+        self._require_decodable(path, fallback)
         logger.debug(
             "%s: %s is not valid %s, read as %s",
             self.describe(),
@@ -371,6 +367,12 @@ class CsvSource(Source):
             fallback,
         )
         return _reading_codec(fallback)
+
+    def _require_decodable(self, path: CsvFile, encoding: str) -> None:
+        """Raise ``ReadError`` naming the first byte ``encoding`` cannot decode."""
+        failure = self._find_undecodable(path, encoding)
+        if failure is not None:
+            raise self._decode_error(path, encoding, failure, hint=False)
 
     def _marked_encoding(self, path: CsvFile) -> str | None:
         """``utf-16`` or ``utf-32`` when the file starts with that byte order mark
