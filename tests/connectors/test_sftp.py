@@ -23,6 +23,13 @@ from tests.conftest import HEADER, ProjectDir, employee_row
 from .sftp_password_server import PasswordSftp
 from .sftp_server import Sshd, make_key
 
+# paramiko's own prefetch thread may be sending its next request when a test drops
+# the session: that thread then dies with "Socket is closed", possibly only while
+# the next test starts (the read itself fails, which is what the test is about).
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:.*_prefetch_thread:pytest.PytestUnhandledThreadExceptionWarning"
+)
+
 KEY_SECRET = "TEST_SFTP_KEY"
 
 
@@ -349,10 +356,6 @@ def test_an_archived_name_taken_gets_a_stamped_name(drop: Drop) -> None:
 # -- the connection -----------------------------------------------------------
 
 
-# paramiko's own prefetch thread may be sending its next request when the session
-# goes: that thread then dies with "Socket is closed" (the read itself fails as
-# below, which is what this test is about).
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_dropped_connection_fails_the_read_and_leaves_the_file(drop: Drop) -> None:
     """Sessions killed mid-read: ReadIncomplete naming host and path; no move."""
     drop.put("hris-0110.csv", roster(range(1, 150_001)))
