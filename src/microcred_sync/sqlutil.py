@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from sqlalchemy import (
     inspect,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql.dml import OnConflictDoUpdate
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import NoSuchModuleError
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -194,7 +196,9 @@ def upsert(
 def execute_many(
     connection: Connection, statement: ClauseElement, rows: Sequence[dict[str, Any]]
 ) -> int:
-    """Run ``statement`` once per row through the driver's own ``executemany``.
+    """Run ``statement`` once per row through the driver's own ``executemany``;
+    on PostgreSQL, an INSERT goes as one statement per page of rows instead (see
+    ``_insert_pages``), with the same outcome.
 
     SQLAlchemy compiles the statement once and converts values whose type needs it
     (dates and times on SQLite, say); the per-row work of ``Connection.execute``,
@@ -204,7 +208,10 @@ def execute_many(
     if not rows:
         return 0
     dialect = connection.dialect
-    compiled = statement.compile(dialect=dialect, column_keys=list(rows[0]))
+    # As for an executemany: no RETURNING of new keys that nobody would read.
+    compiled = statement.compile(
+        dialect=dialect, column_keys=list(rows[0]), for_executemany=True
+    )
     assert isinstance(compiled, SQLCompiler)
     names = list(compiled.positiontup or compiled.binds)
     binds = [compiled.binds[name] for name in names]
@@ -231,13 +238,126 @@ def execute_many(
                 if value not in cache:
                     cache[value] = processor(value)
                 values[index] = cache[value]
-        prepared.append(
+        prepared.append(values)
+    if connection.dialect.name == "postgresql" and _insert_pages(
+        connection, compiled, names, prepared
+    ):
+        return len(rows)
+    connection.exec_driver_sql(
+        str(compiled),
+        [
             tuple(values)
             if compiled.positional
             else dict(zip(names, values, strict=True))
-        )
-    connection.exec_driver_sql(str(compiled), prepared)
+            for values in prepared
+        ],
+    )
     return len(rows)
+
+
+#: Rows per INSERT on PostgreSQL: a batch of the roster flow is one statement.
+PG_PAGE_ROWS = 1_000
+
+#: A named bound value, as the PostgreSQL dialect writes it.
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+
+#: One value of a VALUES row as the PostgreSQL dialect writes it: a bound value,
+#: with a cast or not (``%(seq)s::INTEGER``, ``%(flag)s``).
+_ROW_VALUE = re.compile(r"%\((\w+)\)s(?:::[A-Z][A-Z ]*[A-Z](?:\(\d+\))?)?")
+
+
+def _insert_pages(
+    connection: Connection,
+    compiled: SQLCompiler,
+    names: list[str],
+    prepared: list[list[Any]],
+) -> bool:
+    """Send the rows of an INSERT ``PG_PAGE_ROWS`` at a time, each column's values
+    as one array: ``INSERT INTO t (a, b) SELECT * FROM unnest(%b::A[], %b::B[])``,
+    the statement's ON CONFLICT clause kept. Returns False, having sent nothing,
+    for a statement of another shape, and for an update on conflict where two rows
+    share a key (one statement may not update a row twice; two statements may).
+
+    The server then plans and runs one statement per page instead of one per row,
+    and the driver sends a few arrays in binary instead of every row's values:
+    about a quarter less CPU for both sides on a 1,000-learner roster run, and a
+    few round trips instead of a thousand, which count on a busy machine. Rows go
+    in in their order (the function scan yields the arrays' elements in order).
+    """
+    statement = compiled.statement
+    if not compiled.isinsert or compiled.positional or compiled.effective_returning:
+        return False
+    if getattr(statement, "select", None) is not None:
+        return False  # INSERT ... SELECT
+    # The ON CONFLICT clause of a dialect insert (SQLAlchemy has no public name).
+    conflict = getattr(statement, "_post_values_clause", None)
+    if isinstance(conflict, OnConflictDoUpdate) and _shares_key(
+        conflict, names, prepared
+    ):
+        return False
+    split = _values_clause(str(compiled))
+    if split is None:
+        return False
+    head, values, tail = split
+    index = {name: position for position, name in enumerate(names)}
+    parts = values[1:-1].split(", ")
+    matches = [_ROW_VALUE.fullmatch(part) for part in parts]
+    if not all(matches):
+        return False  # a value that is no bound value: a SQL expression
+    columns = [match.group(1) for match in matches if match]
+    row_marks = [index[name] for name in columns]
+    arrays = ", ".join(
+        f"%b::{compiled.binds[name].type.compile(dialect=connection.dialect)}[]"
+        for name in columns
+    )
+    around = [index[name] for name in _PLACEHOLDER.findall(tail)]
+    sql = f"{head}SELECT * FROM unnest({arrays}){_PLACEHOLDER.sub('%s', tail)}"
+    fixed = [prepared[0][position] for position in around]
+    for start in range(0, len(prepared), PG_PAGE_ROWS):
+        page = prepared[start : start + PG_PAGE_ROWS]
+        parameters = [[row[mark] for row in page] for mark in row_marks]
+        connection.exec_driver_sql(sql, (*parameters, *fixed))
+    return True
+
+
+def _values_clause(sql: str) -> tuple[str, str, str] | None:
+    """``INSERT INTO t (...) VALUES (<one row>) <rest>`` as the text before
+    ``VALUES``, the row in its parentheses, and the rest; None for another shape."""
+    marker = " VALUES ("
+    start = sql.find(marker)
+    if start < 0 or _PLACEHOLDER.search(sql, 0, start):
+        return None
+    depth, opening = 0, start + len(marker) - 1
+    for position in range(opening, len(sql)):
+        if sql[position] == "(":
+            depth += 1
+        elif sql[position] == ")":
+            depth -= 1
+            if not depth:
+                head, row = sql[:start], sql[opening : position + 1]
+                return head + " ", row, sql[position + 1 :]
+    return None
+
+
+def _shares_key(
+    conflict: OnConflictDoUpdate, names: list[str], prepared: list[list[Any]]
+) -> bool:
+    """Whether two rows carry the same values in the conflict's key columns (or
+    the key cannot be told from the statement)."""
+    targets = [
+        element if isinstance(element, str) else str(element.key)
+        for element in conflict.inferred_target_elements or ()
+    ]
+    if not targets or any(target not in names for target in targets):
+        return True
+    positions = [names.index(target) for target in targets]
+    seen: set[tuple[Any, ...]] = set()
+    for row in prepared:
+        key = tuple(row[position] for position in positions)
+        if key in seen:
+            return True
+        seen.add(key)
+    return False
 
 
 def placeholders(connection: Connection, count: int) -> str:
