@@ -1,6 +1,6 @@
 """Two daemon replicas against one run after another, on one PostgreSQL.
 
-    python benchmarks/scheduler.py [--jobs 200] [--learners 1000] [--workers 2]
+    python benchmarks/scheduler.py [--jobs 200] [--learners 1000] [--workers 1]
                                    [--rounds 3]
 
 Builds a project of ``--jobs`` roster jobs, each for a partner of its own reading
@@ -10,7 +10,10 @@ fresh databases each:
 - serial: every job run once, one after the other, in one process (the floor);
 - replicas: two `microcred-sync schedule` processes with ``--workers`` workers
   each, every job due at start; the time until every job has run once, each on
-  one replica (the locks decide which), from the daemons' spawn;
+  one replica (the locks decide which), from the daemons' spawn. One worker by
+  default: these runs are CPU-bound (local files into a database on the same
+  machine), two replicas of one worker keep two cores busy, and more workers
+  only add switching between them;
 - idle: once all have run, the daemons' CPU use and resident memory while they
   wait for the next slot.
 
@@ -238,7 +241,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--learners", type=int, default=1000)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--phase", choices=["serial"])
     parser.add_argument("--root", type=Path)
