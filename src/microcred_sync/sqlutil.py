@@ -280,9 +280,10 @@ def _insert_pages(
 
     The server then plans and runs one statement per page instead of one per row,
     and the driver sends a few arrays in binary instead of every row's values:
-    about a quarter less CPU for both sides on a 1,000-learner roster run, and a
-    few round trips instead of a thousand, which count on a busy machine. Rows go
-    in in their order (the function scan yields the arrays' elements in order).
+    on 1,000-learner roster runs, 18% less CPU for the process and 28% less for
+    the server, and a few round trips instead of a thousand, which count on a
+    busy machine. Rows go in in their order (the function scan yields the arrays'
+    elements in order).
     """
     statement = compiled.statement
     if not compiled.isinsert or compiled.positional or compiled.effective_returning:
