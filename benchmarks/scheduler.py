@@ -184,10 +184,7 @@ def replicas(
         "seconds": seconds,
         "done_runs": done[1],
         "runs_by_replica": [text.count("] run done") for text in texts],
-        "skipped_locked": sum(
-            text.count("holds its lock") + text.count("already served this slot")
-            for text in texts
-        ),
+        "skipped_locked": sum(text.count(" skipped: ") for text in texts),
         "exit_codes": codes,
         **cpu,
         **waiting,

@@ -253,7 +253,9 @@ class Daemon:
             job_id, job.flow, outcome, started, datetime.now(UTC), job.sinks
         )
         if outcome.locked:
-            logger.info("job %s skipped: another run holds its lock", job_id)
+            # Lost the race for the lock after the look: the lock's own words
+            # (the holder's run and host, or the run that served the slot).
+            logger.info("job %s skipped: %s", job_id, outcome.error)
             return
         _after_run(self.project, job_id, outcome)
 

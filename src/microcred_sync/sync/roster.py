@@ -144,7 +144,9 @@ def run_roster(
         try:
             lock.acquire()
         except JobLocked as exc:
-            logger.warning("%s", exc)
+            # Not a warning: whoever started the run reports it (the command's
+            # "not run" line, the daemon's "skipped" one); replicas lose such
+            # races at every slot.
             return RunOutcome(job.id, partner.id, "failed", error=str(exc), locked=True)
         try:
             platform = SqlPlatform(settings.database_url(settings.platform_url))
