@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -240,7 +241,7 @@ def execute_many(
                 values[index] = cache[value]
         prepared.append(values)
     if connection.dialect.name == "postgresql" and _insert_pages(
-        connection, compiled, names, prepared
+        connection, compiled, names, prepared, supplied=set(rows[0])
     ):
         return len(rows)
     connection.exec_driver_sql(
@@ -262,8 +263,11 @@ PG_PAGE_ROWS = 1_000
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 
 #: One value of a VALUES row as the PostgreSQL dialect writes it: a bound value,
-#: with a cast or not (``%(seq)s::INTEGER``, ``%(flag)s``).
-_ROW_VALUE = re.compile(r"%\((\w+)\)s(?:::[A-Z][A-Z ]*[A-Z](?:\(\d+\))?)?")
+#: with its cast or not (``%(seq)s::INTEGER``, ``%(flag)s``).
+_ROW_VALUE = re.compile(r"%\((\w+)\)s(?:::([A-Z][A-Z ]*[A-Z]))?")
+
+#: A type's length, precision or other modifier: ``(255)``, ``(10, 2)``.
+_TYPE_MODIFIER = re.compile(r"\s*\([^)]*\)")
 
 
 def _insert_pages(
@@ -271,12 +275,19 @@ def _insert_pages(
     compiled: SQLCompiler,
     names: list[str],
     prepared: list[list[Any]],
+    supplied: set[str],
 ) -> bool:
     """Send the rows of an INSERT ``PG_PAGE_ROWS`` at a time, each column's values
     as one array: ``INSERT INTO t (a, b) SELECT * FROM unnest(%b::A[], %b::B[])``,
     the statement's ON CONFLICT clause kept. Returns False, having sent nothing,
-    for a statement of another shape, and for an update on conflict where two rows
-    share a key (one statement may not update a row twice; two statements may).
+    where one statement could differ from one per row: a statement of another
+    shape, an update on conflict where two rows share a key (one statement may not
+    update a row twice), an ON CONFLICT clause taking values of each row, a column
+    whose values are of several Python types (an array has one element type; each
+    row casts its own).
+
+    The arrays are cast to the columns' types without their lengths, as the values
+    of one row are: a text longer than its column is refused, not cut short.
 
     The server then plans and runs one statement per page instead of one per row,
     and the driver sends a few arrays in binary instead of every row's values:
@@ -305,20 +316,45 @@ def _insert_pages(
     matches = [_ROW_VALUE.fullmatch(part) for part in parts]
     if not all(matches):
         return False  # a value that is no bound value: a SQL expression
-    columns = [match.group(1) for match in matches if match]
-    row_marks = [index[name] for name in columns]
+    columns = [(match.group(1), match.group(2)) for match in matches if match]
+    tail_names = _PLACEHOLDER.findall(tail)
+    if any(name in supplied for name in tail_names):
+        return False  # the ON CONFLICT clause takes a value of each row
     arrays = ", ".join(
-        f"%b::{compiled.binds[name].type.compile(dialect=connection.dialect)}[]"
-        for name in columns
+        f"%b::{cast or _type_name(compiled, name, connection.dialect)}[]"
+        for name, cast in columns
     )
-    around = [index[name] for name in _PLACEHOLDER.findall(tail)]
     sql = f"{head}SELECT * FROM unnest({arrays}){_PLACEHOLDER.sub('%s', tail)}"
-    fixed = [prepared[0][position] for position in around]
+    by_column = [[row[index[name]] for row in prepared] for name, _cast in columns]
+    if not all(_one_kind(values) for values in by_column):
+        return False  # an array holds values of one type; a row may cast its own
+    fixed = [prepared[0][index[name]] for name in tail_names]
     for start in range(0, len(prepared), PG_PAGE_ROWS):
-        page = prepared[start : start + PG_PAGE_ROWS]
-        parameters = [[row[mark] for row in page] for mark in row_marks]
-        connection.exec_driver_sql(sql, (*parameters, *fixed))
+        page = [values[start : start + PG_PAGE_ROWS] for values in by_column]
+        connection.exec_driver_sql(sql, (*page, *fixed))
     return True
+
+
+def _type_name(compiled: SQLCompiler, name: str, dialect: Dialect) -> str:
+    """The SQL type of bound value ``name``, without a length or precision: cast
+    to ``VARCHAR(5)``, PostgreSQL would cut a longer text where the column refuses
+    it (and so does one statement per row)."""
+    declared = compiled.binds[name].type.compile(dialect=dialect)
+    return _TYPE_MODIFIER.sub("", declared)
+
+
+def _one_kind(values: list[Any]) -> bool:
+    """Whether the values other than None are all of one Python type (and, for
+    datetimes, all with a time zone or all without): the driver sends an array
+    of one element type only."""
+    kinds = {
+        (type(value), value.tzinfo is None)
+        if isinstance(value, datetime)
+        else type(value)
+        for value in values
+        if value is not None
+    }
+    return len(kinds) <= 1
 
 
 def _values_clause(sql: str) -> tuple[str, str, str] | None:

@@ -24,11 +24,12 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    bindparam,
     event,
     func,
     select,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from microcred_sync.sqlutil import (
     PG_PAGE_ROWS,
@@ -231,3 +232,45 @@ def test_a_value_the_database_computes_still_goes_in(engine: Engine) -> None:
         ("x1", "FIXED"),
         ("x2", "FIXED"),
     ]
+
+
+def test_a_text_longer_than_its_column_is_refused_not_cut(
+    engine: Engine, databases: Databases
+) -> None:
+    if databases.backend != "postgresql":
+        pytest.skip("SQLite does not hold a text to its column's length")
+    rows = [item(number) for number in range(10)]
+    rows[7]["code"] = "k" * 41  # String(40)
+    with pytest.raises(DataError), engine.begin() as connection:
+        execute_many(connection, ITEMS.insert(), rows)
+    assert read(engine) == []
+
+
+def test_values_of_several_types_in_one_column_go_in_as_each_would(
+    engine: Engine,
+) -> None:
+    rows = [
+        item(1, label="text", count=1, at=BASE),
+        item(2, label=7, count=True, at=BASE.replace(tzinfo=None)),
+    ]
+    with engine.begin() as connection:
+        execute_many(connection, ITEMS.insert(), rows)
+    back = read(engine)
+    assert [row["label"] for row in back] == ["text", "7"]
+    assert [row["count"] for row in back] == [1, 1]
+    assert [aware(row["at"]) for row in back] == [BASE, BASE]  # the session is UTC
+
+
+def test_an_on_conflict_update_taking_a_value_of_each_row(engine: Engine) -> None:
+    with engine.begin() as connection:
+        execute_many(connection, ITEMS.insert(), [item(1), item(2)])
+    with engine.begin() as connection:
+        statement = dialect_insert(connection, ITEMS).on_conflict_do_update(
+            index_elements=["code"], set_={"label": bindparam("relabel")}
+        )
+        rows = [
+            {"code": "c00001", "relabel": "one"},
+            {"code": "c00002", "relabel": "two"},
+        ]
+        execute_many(connection, statement, rows)
+    assert [row["label"] for row in read(engine)] == ["one", "two"]

@@ -103,12 +103,14 @@ def test_bad_rows_are_rejected_with_line_and_reason_and_the_rest_imported(
         {**good, "recorded_at": "2030-01-01T00:00:00Z"},
         {**good, "scorm": {"core.lesson_status": "passed"}},
         {**good, "duration": "90 minutes"},
+        {**good, "activity": "https://learn.example.org/" + "a" * 500},
+        {**good, "duration": "PT" + "1" * 50 + "S"},
     ]
     text = "\n".join(json.dumps(line) for line in lines) + "\nnot json\n"
     path.write_text(text, encoding="utf-8")
     code, stdout, stderr = _import(project_dir, path)
     assert code == 1
-    assert "imported 1 results" in stdout and "9 rejected" in stdout
+    assert "imported 1 results" in stdout and "11 rejected" in stdout
     assert stderr.splitlines() == [
         "rejected results.jsonl:2: recorded_at: needs a UTC offset (Z or +01:00)",
         "rejected results.jsonl:3: learner: not a learner of the partner",
@@ -120,7 +122,9 @@ def test_bad_rows_are_rejected_with_line_and_reason_and_the_rest_imported(
         "rejected results.jsonl:7: recorded_at: in the future",
         "rejected results.jsonl:8: scorm: 'core.lesson_status' is not a cmi.* name",
         "rejected results.jsonl:9: duration: not an ISO 8601 duration (PT1H30M)",
-        "rejected results.jsonl:10: not JSON (invalid literal, expected 'null')",
+        "rejected results.jsonl:10: activity: longer than 500 characters",
+        "rejected results.jsonl:11: duration: longer than 40 characters",
+        "rejected results.jsonl:12: not JSON (invalid literal, expected 'null')",
     ]
     assert project_dir.scalar("platform", "select count(*) from results") == 1
 

@@ -302,3 +302,21 @@ def test_two_active_rows_sharing_an_email_quarantine_the_later_on_every_run(
         store.close()
     assert keys == [["000008"], ["000008"]]
     assert runs[1].platform_writes == 0
+
+
+def test_a_key_longer_than_a_key_may_be_is_quarantined_and_the_run_goes_on(
+    project_dir: ProjectDir, employees: Callable[[int], list[str]]
+) -> None:
+    """The quarantine keeps the record's place and the start of its key (marked as
+    cut); the rest of the roster is provisioned."""
+    long_key = "9" * 300
+    project_dir.write_roster([*employees(3), employee_row(4, id=long_key)])
+    outcome = project_dir.run()
+    assert outcome.status == "done"
+    assert outcome.stats.quarantined == 1
+    assert project_dir.scalar("platform", "select count(*) from learners") == 3
+    reason = project_dir.scalar("state", "select reason from quarantine")
+    assert reason == "source key longer than 255 characters"
+    kept = str(project_dir.scalar("state", "select source_key from quarantine"))
+    assert len(kept) == 255
+    assert kept == "9" * 254 + "…"

@@ -33,6 +33,7 @@ import orjson
 from ..changes import learner_id
 from ..errors import ConfigError
 from ..partners import Program
+from ..platform.tables import results as results_table
 from ..statements.errors import ScormDataError
 from ..statements.scorm import translate
 from .records import AwardRecord, ResultRecord, Score, award_id, result_id
@@ -173,6 +174,13 @@ def _json_rows(name: str, stream: Iterable[str]) -> Iterator[_Row]:
         yield _Row(location, document)
 
 
+def _check_length(value: str, name: str, column: str) -> None:
+    """A value longer than the platform's column holds is refused, never cut."""
+    length = getattr(results_table.c[column].type, "length", None)
+    if length is not None and len(value) > length:
+        raise RowProblem(f"{name}: longer than {length} characters")
+
+
 def parse_row(
     fields: Mapping[str, Any],
     partner: str,
@@ -209,6 +217,7 @@ def parse_row(
     activity = _text(fields, "activity") or program.activity_iri
     if not re.match(r"^[a-z][a-z0-9+.-]*:\S+$", activity):
         raise RowProblem("activity: not an IRI")
+    _check_length(activity, "activity", "activity_iri")
     score = Score(
         _number(fields, "score_raw"),
         _number(fields, "score_min"),
@@ -219,6 +228,8 @@ def parse_row(
     duration = _text(fields, "duration")
     if duration is not None and not _DURATION.match(duration):
         raise RowProblem("duration: not an ISO 8601 duration (PT1H30M)")
+    if duration is not None:
+        _check_length(duration, "duration", "duration")
     scorm = _scorm(fields.get("scorm"))
     if scorm:
         try:

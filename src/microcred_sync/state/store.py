@@ -247,7 +247,7 @@ class StateStore:
     def record_quarantine(self, rows: Sequence[dict[str, Any]]) -> None:
         """Store quarantined records (or results) of a run."""
         with self.engine.begin() as connection:
-            execute_many(connection, quarantine.insert(), rows)
+            execute_many(connection, quarantine.insert(), _storable(rows))
 
     def record_credentials(
         self, partner: str, issued: Sequence[tuple[str, str, str]]
@@ -471,7 +471,7 @@ class StateStore:
         ]
         with self.engine.begin() as connection:
             execute_many(connection, changes.insert(), rows)
-            execute_many(connection, quarantine.insert(), batch.quarantined)
+            execute_many(connection, quarantine.insert(), _storable(batch.quarantined))
 
     def record_applied(
         self,
@@ -740,3 +740,26 @@ def _run_info(row: Row[Any]) -> RunInfo:
         held_reason=row.held_reason,
         error=row.error,
     )
+
+
+#: How much of a quarantined record's place and key the quarantine keeps.
+_QUARANTINE_LENGTHS: dict[str, int | None] = {
+    name: getattr(quarantine.c[name].type, "length", None)
+    for name in ("location", "source_key")
+}
+
+
+def _storable(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Quarantine rows as the table holds them: a place or key longer than its
+    column (a key too long to be one is a reason for quarantine) keeps its start,
+    its last character replaced with an ellipsis to show it was cut. Elsewhere a
+    text too long is refused; here it is evidence, and refusing it would fail the
+    run that quarantines it."""
+    kept = []
+    for row in rows:
+        for name, length in _QUARANTINE_LENGTHS.items():
+            value = row.get(name)
+            if isinstance(value, str) and length and len(value) > length:
+                row = {**row, name: value[: length - 1] + "…"}
+        kept.append(row)
+    return kept
