@@ -53,6 +53,18 @@ def test_duplicate_key_in_a_nested_mapping_is_an_error(tmp_path: Path) -> None:
         read_yaml(path, "m.yaml")
 
 
+def test_an_unclosed_quote_names_the_line_it_opens_on(tmp_path: Path) -> None:
+    """The parser notices the mistake only where the text stops making sense; the
+    error also names the line where the quoted text began."""
+    text = 'jobs:\n  - id: a\n    schedule: {cron: "30 2 * * *, timezone: UTC}\n'
+    path = _yaml(tmp_path, text + "  - id: b\n" * 5)
+    with pytest.raises(ConfigError) as raised:
+        read_yaml(path, "jobs.yaml")
+    message = str(raised.value)
+    assert message.startswith("jobs.yaml: line ")
+    assert "that begins on line 3)" in message
+
+
 def test_same_key_in_separate_mappings_is_allowed(tmp_path: Path) -> None:
     """Two list entries may each have their own `id`."""
     path = _yaml(tmp_path, "jobs:\n  - id: a\n  - id: b\n")

@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from microcred_sync.errors import ConfigError
 from microcred_sync.logging import configure, redact, run_logger
 
 
@@ -39,3 +40,14 @@ def test_json_lines_carry_run_context_and_are_redacted(
     event = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
     assert event["run_id"] == "r1" and event["job"] == "j1" and event["partner"] == "p1"
     assert "topsecret" not in event["message"] and event["level"] == "WARNING"
+
+
+def test_an_error_naming_a_secret_reads_whole_in_the_log() -> None:
+    """The name of a secret is no secret: an error that names one is logged as
+    written, its context in its parentheses."""
+    error = ConfigError(
+        "secret EXAMPLE_DIRECTORY_PASSWORD is not set in the environment",
+        secret_name="EXAMPLE_DIRECTORY_PASSWORD",
+    )
+    assert redact(f"job x could not run: {error}") == f"job x could not run: {error}"
+    assert str(error).endswith("(secret_name=EXAMPLE_DIRECTORY_PASSWORD)")

@@ -31,7 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from . import logging as sync_logging
 from . import migrations
 from .changes import REPORTED_KINDS
-from .errors import ConfigError, SyncError
+from .errors import EXIT_CONFIG, ConfigError, SyncError
 from .migrations import Schema
 from .ops.alerts import after_run
 from .ops.status import JobStatus, job_statuses, outbox_backlog, status_document
@@ -47,7 +47,6 @@ from .state.store import StateStore
 from .sync.roster import RunOptions, RunOutcome, run_roster
 
 EXIT_FAILED = 1
-EXIT_CONFIG = 2
 #: The job's lock was taken (another run of it in progress): nothing was done.
 EXIT_LOCKED = 4
 

@@ -21,6 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+#: The exit code of a configuration error, found before a run or during it.
+EXIT_CONFIG = 2
+
 
 class SyncError(Exception):
     """Base of microcred-sync's errors; ``context`` names where it happened."""
@@ -81,3 +84,10 @@ class RunStopped(SyncError):
 
 class StateError(SyncError):
     """The state store cannot be used (missing, locked, or from a newer version)."""
+
+
+def recorded(error: BaseException) -> str:
+    """What the state store keeps of an error that ended a run: the message of one
+    of ours (written to name where and what, never a secret's value), the class
+    name of any other (its text may hold anything)."""
+    return str(error) if isinstance(error, SyncError) else type(error).__name__

@@ -61,12 +61,22 @@ def read_yaml(path: Path, shown: str) -> Any:
     except FileNotFoundError:
         raise ConfigError(f"{shown}: file not found") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "not valid YAML"
-        raise ConfigError(f"{shown}:{where}: {problem}") from None
+        raise ConfigError(_yaml_problem(exc, shown)) from None
     except UnicodeDecodeError:
         raise ConfigError(f"{shown}: not UTF-8 text") from None
+
+
+def _yaml_problem(exc: yaml.YAMLError, shown: str) -> str:
+    """``<shown>: line N: <problem>``, and where the construct the parser was in
+    began when that is another line: an unclosed quote or bracket is found only
+    lines later, where the text stops making sense."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" line {mark.line + 1}" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or "not valid YAML"
+    began, context = getattr(exc, "context_mark", None), getattr(exc, "context", None)
+    if began is not None and context and (mark is None or began.line != mark.line):
+        problem += f" ({context} that begins on line {began.line + 1})"
+    return f"{shown}:{where}: {problem}"
 
 
 def validate(document: Any, model: type[ModelT], shown: str) -> ModelT:

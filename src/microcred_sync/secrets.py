@@ -29,7 +29,7 @@ def read_secret(name: str, secrets_dir: Path | None) -> SecretStr:
         if candidate.is_file():
             return _known(candidate.read_text(encoding="utf-8").rstrip("\r\n"))
     where = f"the environment or {secrets_dir}" if secrets_dir else "the environment"
-    raise ConfigError(f"secret {name} is not set in {where}", secret=name)
+    raise ConfigError(f"secret {name} is not set in {where}", secret_name=name)
 
 
 def _known(value: str) -> SecretStr:

@@ -233,3 +233,25 @@ def _queue_statements(project: ProjectDir) -> None:
         load_project(Settings(root=project.root)), "example-corp-results"
     )
     assert outcome.status == "done" and outcome.enqueued == 2, outcome.error
+
+
+def test_a_secret_missing_when_the_source_connects_fails_the_run_and_alerts(
+    alerting: ProjectDir, webhook: WebhookReceiver
+) -> None:
+    """The directory's password is read as its source connects, once the run has
+    started: the run is recorded failed with the reason, alerted on, exit 2."""
+    job = "example-directory-roster"
+    result = cli(alerting, "run", job)
+    assert result.returncode == 2
+    why = "secret EXAMPLE_DIRECTORY_PASSWORD is not set"
+    assert why in result.stdout + result.stderr
+    assert len(webhook.posts) == 1
+    assert f"job {job} of partner" in texts(webhook)[0]
+    assert why in texts(webhook)[0]
+    status, error = (
+        alerting.state()
+        .execute("select status, error from runs where job = ?", [job])
+        .fetchone()
+    )
+    assert status == "failed"
+    assert why in error

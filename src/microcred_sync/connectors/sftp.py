@@ -487,7 +487,7 @@ class SftpDrop:
             f"the secret {location.key_secret} holds no private key paramiko can read"
             " (OpenSSH or PEM, RSA, ECDSA or Ed25519), or its passphrase is wrong",
             connector=self.connector_id,
-            secret=location.key_secret,
+            secret_name=location.key_secret,
         )
 
     def _password(self) -> str | None:

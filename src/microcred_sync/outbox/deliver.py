@@ -26,7 +26,7 @@ from tenacity import RetryCallState
 
 from ..connectors.salesforce import SalesforceConnector
 from ..connectors.salesforce.writeback import SalesforceWriter, deliver_batch
-from ..errors import ConfigError, RunStopped
+from ..errors import ConfigError, RunStopped, recorded
 from ..logging import run_context, run_logger
 from ..project import Project, is_sink
 from ..state.store import StateStore
@@ -261,7 +261,7 @@ class _Run:
             self.store.update_run(
                 run_id,
                 status="failed",
-                error=type(exc).__name__,
+                error=recorded(exc),
                 finished_at=datetime.now(UTC),
             )
             raise

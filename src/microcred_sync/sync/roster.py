@@ -19,7 +19,15 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..changes import Change
 from ..connectors.base import Record, SourceContext
-from ..errors import ApplyError, ConfigError, ReadError, RunStopped
+from ..errors import (
+    EXIT_CONFIG,
+    ApplyError,
+    ConfigError,
+    ReadError,
+    RunStopped,
+    SyncError,
+    recorded,
+)
 from ..logging import run_context, run_logger
 from ..mappings.engine import Mapper
 from ..platform.sql import SqlPlatform
@@ -75,11 +83,13 @@ class RunOutcome:
     changes: list[Change] = field(default_factory=list)
     #: Another run held the job's lock: this one did not start.
     locked: bool = False
+    #: The run failed on a setting it met only once started (exit 2).
+    config_error: bool = False
 
     @property
     def exit_code(self) -> int:
         """The command line's exit code for this outcome."""
-        return EXIT_CODES[self.status]
+        return EXIT_CONFIG if self.config_error else EXIT_CODES[self.status]
 
 
 class MemoryPlan:
@@ -316,6 +326,13 @@ class _Run:
         except RunStopped as exc:
             outcome.status, outcome.error = "stopped", str(exc)
             log.warning("run stopped: %s", exc)
+        except SyncError as exc:
+            # Met once the run had started: a setting wrong only now (a secret
+            # not set, read when the source connects), a lock lost. The run is
+            # failed like any other, and alerted on; a setting keeps exit 2.
+            outcome.status, outcome.error = "failed", str(exc)
+            outcome.config_error = isinstance(exc, ConfigError)
+            log.error("run failed: %s", exc)
         except BaseException as exc:
             # Interrupted (Ctrl-C, a signal) or a bug: say so if the store lets us.
             # It may not (the interrupted transaction can still hold SQLite's
@@ -324,7 +341,7 @@ class _Run:
                 self.store.update_run(
                     run_id,
                     status="failed",
-                    error=type(exc).__name__,
+                    error=recorded(exc),
                     finished_at=datetime.now(UTC),
                 )
             except SQLAlchemyError:
