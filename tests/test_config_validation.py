@@ -177,11 +177,20 @@ def test_missing_driver_says_which_extra_to_install(
     )
 
 
-def test_other_missing_driver_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A driver without an extra of ours is named as the module to install."""
-    monkeypatch.setitem(sys.modules, "pymysql", None)
-    with pytest.raises(ConfigError, match=r"needs the pymysql driver: pip install"):
-        make_engine("mysql+pymysql://db/x")
+def test_a_database_other_than_sqlite_or_postgresql_is_refused_by_name() -> None:
+    """Not advice to install a driver for a database the project does not run on;
+    the URL (maybe with a password) is not repeated."""
+    with pytest.raises(ConfigError) as raised:
+        make_engine("mysql+pymysql://user:s3cret@db/x")
+    assert str(raised.value) == (
+        "the database URL names mysql: microcred-sync keeps its state and the sql "
+        "platform on SQLite or PostgreSQL"
+    )
+
+
+def test_a_database_url_that_is_no_url_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigError, match=r"^the database URL is not a URL"):
+        make_engine("state.db")
 
 
 def test_unknown_driver_is_a_configuration_error() -> None:

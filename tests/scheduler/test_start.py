@@ -106,3 +106,27 @@ def test_a_second_daemon_on_the_same_port_exits_2_naming_the_setting(
     assert error.startswith("configuration error: daemon.http_port: "), error
     assert f"127.0.0.1:{first.port}" in error
     assert first.get("/healthz")[0] == 200
+
+
+def test_a_host_this_machine_does_not_have_exits_2_naming_http_host(
+    scheduler_project: SchedulerProject,
+) -> None:
+    """Not a busy port: the message names daemon.http_host and what to set it to."""
+    project = scheduler_project
+    project.write_roster(10)
+    project.write_settings()
+    project.write_jobs({**ROSTER, "schedule": {"interval_minutes": 60}})
+    env = project.environment()
+    env["MICROCRED_DAEMON__HTTP_HOST"] = "192.0.2.1"  # TEST-NET-1: nobody's address
+    result = subprocess.run(
+        project.command("schedule"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("configuration error: daemon.http_host: "), error
+    assert "an address of this machine" in error

@@ -8,8 +8,10 @@ binds 127.0.0.1 unless the settings say otherwise: metrics name jobs and sinks.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import socket
 import threading
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,13 +41,7 @@ class HealthServer:
         try:
             self.server = ThreadingHTTPServer((host, port), handler)
         except OSError as error:
-            # Most often a second daemon on the same settings: a setting to fix.
-            raise ConfigError(
-                f"daemon.http_port: cannot serve /metrics and /healthz on "
-                f"{host}:{port}: {error.strerror or error}; stop what uses it "
-                "(another daemon?) or set daemon.http_host and daemon.http_port "
-                "(0 turns the endpoint off)"
-            ) from None
+            raise ConfigError(_bind_problem(host, port, error)) from None
         self.server.daemon_threads = True
         self.thread = threading.Thread(
             target=self.server.serve_forever, name="health-http", daemon=True
@@ -97,3 +93,20 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         # Probes come every few seconds: not worth a line each.
         logger.debug("http %s", format % args)
+
+
+def _bind_problem(host: str, port: int, error: OSError) -> str:
+    """Which setting to fix when the endpoint cannot be bound, and how."""
+    where = f"cannot serve /metrics and /healthz on {host}:{port}"
+    why = error.strerror or str(error)
+    if isinstance(error, socket.gaierror) or error.errno == errno.EADDRNOTAVAIL:
+        # A name that does not resolve, or an address this machine does not have.
+        return (
+            f"daemon.http_host: {where}: {why}; set it to an address of this "
+            "machine (127.0.0.1, or 0.0.0.0 for every interface)"
+        )
+    # Most often a second daemon on the same settings.
+    return (
+        f"daemon.http_port: {where}: {why}; stop what uses it (another daemon?) "
+        "or set daemon.http_host and daemon.http_port (0 turns the endpoint off)"
+    )
