@@ -1,10 +1,11 @@
 """A throwaway PostgreSQL server, for the tests, the benchmarks and a look by hand.
 
-    python examples/example_postgres.py [--max-connections 200]
+    python examples/example_postgres.py [--max-connections 200] [--databases NAME...]
 
 initialises Debian's PostgreSQL (``scripts/test.sh`` installs it when missing) in a
 temporary folder, starts it on 127.0.0.1 on a free port with its socket in that
-folder and ``fsync`` off, runs until Ctrl-C, then stops it and deletes everything.
+folder and ``fsync`` off, creates the ``--databases`` named and prints their URLs,
+runs until Ctrl-C, then stops it and deletes everything.
 PostgreSQL refuses to run as root, so as root it runs as the ``postgres`` user, from
 a folder that user can reach (under ``/var/tmp``, not root's home). The tests
 (``tests/databases.py``) and ``benchmarks/scheduler.py`` use ``throwaway_postgres``
@@ -109,11 +110,18 @@ def drop_databases(server: str, *names: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-connections", type=int, default=200)
+    parser.add_argument("--databases", nargs="*", default=[], metavar="NAME")
     arguments = parser.parse_args()
     # A plain kill stops the server and deletes its folder too, as Ctrl-C does.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     with throwaway_postgres(arguments.max_connections) as server:
-        print(f"PostgreSQL on {server}/postgres; Ctrl-C stops it")
+        for name, url in zip(
+            arguments.databases,
+            create_databases(server, *arguments.databases),
+            strict=True,
+        ):
+            print(f"{name}: {url}")
+        print(f"PostgreSQL on {server}/postgres; Ctrl-C stops it", flush=True)
         with suppress(KeyboardInterrupt):
             signal.pause()
 
