@@ -30,6 +30,20 @@ RESULTS = {
 }
 
 
+def _schedule_until_it_exits(
+    project: SchedulerProject, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """``schedule`` run to its end: for a daemon expected to stop at start."""
+    return subprocess.run(
+        project.command("schedule"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def _db_current(project: SchedulerProject) -> str:
     finished = subprocess.run(
         project.command("db", "current"),
@@ -92,14 +106,7 @@ def test_a_second_daemon_on_the_same_port_exits_2_naming_the_setting(
     first.wait_serving()
     env = project.environment()
     env["MICROCRED_DAEMON__HTTP_PORT"] = str(first.port)
-    second = subprocess.run(
-        project.command("schedule"),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    second = _schedule_until_it_exits(project, env)
     assert second.returncode == 2, second.stderr
     assert "Traceback" not in second.stderr
     error = second.stderr.strip().splitlines()[-1]
@@ -118,14 +125,7 @@ def test_a_host_this_machine_does_not_have_exits_2_naming_http_host(
     project.write_jobs({**ROSTER, "schedule": {"interval_minutes": 60}})
     env = project.environment()
     env["MICROCRED_DAEMON__HTTP_HOST"] = "192.0.2.1"  # TEST-NET-1: nobody's address
-    result = subprocess.run(
-        project.command("schedule"),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = _schedule_until_it_exits(project, env)
     assert result.returncode == 2, result.stderr
     error = result.stderr.strip().splitlines()[-1]
     assert error.startswith("configuration error: daemon.http_host: "), error
