@@ -11,9 +11,11 @@ from pydantic import ValidationError
 
 from microcred_sync.errors import ConfigError
 from microcred_sync.files import load_model, read_yaml
+from microcred_sync.project import load_project
 from microcred_sync.scheduler.jobs import JobsFile, Schedule
 from microcred_sync.settings import load_settings
 from microcred_sync.sqlutil import make_engine
+from tests.conftest import ProjectDir
 
 
 def _yaml(tmp_path: Path, text: str) -> Path:
@@ -272,3 +274,32 @@ def test_jobs_file_error_names_the_field_path(tmp_path: Path) -> None:
 def test_interval_schedule_needs_no_cron() -> None:
     """An interval schedule is still valid without a cron expression."""
     assert Schedule(interval_minutes=5, timezone="Europe/Paris").cron is None
+
+
+# project files
+
+
+def test_a_connector_file_without_kind_lists_the_kinds(project_dir: ProjectDir) -> None:
+    (project_dir.root / "connectors" / "extra.yaml").write_text(
+        "partner: example-corp\npath: inbox/*.csv\n", encoding="utf-8"
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_project(load_settings(project_dir.root))
+    assert str(raised.value).startswith(
+        "connectors/extra.yaml: kind: missing (known: csv, http, ldap, salesforce,"
+    )
+
+
+def test_a_yml_file_among_the_connectors_is_named_not_skipped(
+    project_dir: ProjectDir,
+) -> None:
+    """Skipped, its job would only say there is no connectors/NAME.yaml."""
+    (project_dir.root / "connectors" / "payroll.yml").write_text(
+        "kind: csv\npartner: example-corp\npath: inbox/*.csv\n", encoding="utf-8"
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_project(load_settings(project_dir.root))
+    assert str(raised.value) == (
+        "connectors/payroll.yml: files in connectors/ end in .yaml; "
+        "rename it payroll.yaml"
+    )

@@ -89,7 +89,7 @@ def validate(document: Any, model: type[ModelT], shown: str) -> ModelT:
         validated: ModelT = _adapter(model).validate_python(document)
         return validated
     except ValidationError as exc:
-        raise ConfigError(_first_problem(exc, shown, document)) from None
+        raise ConfigError(_first_problem(exc, shown, document, model)) from None
 
 
 #: One validator per type: building one costs more than validating a file.
@@ -108,7 +108,9 @@ def load_model(path: Path, model: type[ModelT], shown: str) -> ModelT:
     return validate(read_yaml(path, shown), model, shown)
 
 
-def _first_problem(exc: ValidationError, shown: str, document: Any = None) -> str:
+def _first_problem(
+    exc: ValidationError, shown: str, document: Any = None, model: Any = None
+) -> str:
     """One line for the first problem: file, dotted field path, message."""
     error = exc.errors()[0]
     location = list(error["loc"])
@@ -122,7 +124,7 @@ def _first_problem(exc: ValidationError, shown: str, document: Any = None) -> st
         field = "kind"
         message = (
             f"unknown kind {kind!r}" if kind is not None else "missing"
-        ) + f" (known: {_known_tags(error)})"
+        ) + f" (known: {_known_tags(error, model)})"
     count = exc.error_count()
     more = (
         f" (and {count - 1} more problem{'s' if count > 2 else ''})"
@@ -132,9 +134,14 @@ def _first_problem(exc: ValidationError, shown: str, document: Any = None) -> st
     return f"{shown}: {field or '(top level)'}: {message}{more}"
 
 
-def _known_tags(error: Any) -> str:
-    """The kinds a union accepts, from pydantic's own error context."""
+def _known_tags(error: Any, model: Any) -> str:
+    """The kinds a union accepts: from pydantic's error (an unknown kind), or
+    from the model's own schema (no kind at all)."""
     tags = str(error.get("ctx", {}).get("expected_tags", ""))
+    if not tags and model is not None:
+        schema = _adapter(model).core_schema
+        if schema.get("type") == "tagged-union":
+            tags = ", ".join(str(tag) for tag in schema["choices"])
     return tags.replace("'", "") or "see the documentation"
 
 

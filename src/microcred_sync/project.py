@@ -92,7 +92,7 @@ def _load_programs(root: Path) -> dict[str, Program]:
 def _load_connectors(root: Path) -> dict[str, ConnectorConfig]:
     """Every connector file, read as the kind it names (``kind: csv``, ...)."""
     found: dict[str, ConnectorConfig] = {}
-    for path in sorted((root / CONNECTORS_DIR).glob("*.yaml")):
+    for path in _yaml_files(root, CONNECTORS_DIR):
         shown = str(CONNECTORS_DIR / path.name)
         found[path.stem] = validate(read_yaml(path, shown), CONNECTOR_KINDS, shown)
     return found
@@ -104,8 +104,19 @@ def _load_mappings(root: Path) -> dict[str, MappingSpec]:
             read_yaml(path, str(MAPPINGS_DIR / path.name)),
             origin=str(MAPPINGS_DIR / path.name),
         )
-        for path in sorted((root / MAPPINGS_DIR).glob("*.yaml"))
+        for path in _yaml_files(root, MAPPINGS_DIR)
     }
+
+
+def _yaml_files(root: Path, folder: Path) -> list[Path]:
+    """The ``.yaml`` files of ``folder``, in name order. A ``.yml`` file there is an
+    error naming it: its job would otherwise find no file of that name."""
+    for path in sorted((root / folder).glob("*.yml")):
+        raise ConfigError(
+            f"{folder / path.name}: files in {folder}/ end in .yaml; rename it "
+            f"{path.stem}.yaml"
+        )
+    return sorted((root / folder).glob("*.yaml"))
 
 
 def _check_references(project: Project) -> None:
