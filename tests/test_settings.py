@@ -94,3 +94,17 @@ def test_a_bad_nested_variable_is_named_in_the_error(
     message = str(raised.value)
     assert message.startswith("MICROCRED_DAEMON__HTTP_PORT: "), message
     assert "the variable sets daemon.http_port" in message
+
+
+def test_a_section_variable_that_is_not_json_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not blamed on the settings file: the variable is where the bad value is."""
+    root = _root(tmp_path, "")
+    monkeypatch.setenv("MICROCRED_DAEMON", "{bad json")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(root)
+    assert str(raised.value) == (
+        "MICROCRED_DAEMON: not valid JSON (a section's variable holds a JSON "
+        "object); the variable sets daemon"
+    )

@@ -14,6 +14,7 @@ secret: secrets are read by name from the environment or the secrets directory, 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Literal
@@ -198,7 +199,26 @@ def load_settings(root: Path | None = None) -> Settings:
         given = () if root is None else ("root",)
         raise ConfigError(_problem(exc.errors()[0], given)) from None
     except ValueError as exc:
-        raise ConfigError(f"{SETTINGS_FILE}: {exc}") from None
+        raise ConfigError(_parse_problem(exc)) from None
+
+
+#: How pydantic-settings says a source's value would not parse (a variable of a
+#: section, ``MICROCRED_DAEMON``, holds JSON).
+_UNPARSED = re.compile(r'error parsing value for field "(\w+)" from source "(\w+)"')
+
+
+def _parse_problem(exc: ValueError) -> str:
+    """One line for a value that did not parse, headed by its variable when the
+    environment gave it."""
+    found = _UNPARSED.search(str(exc))
+    if found is not None and found.group(2) == "EnvSettingsSource":
+        variable = _variable_for([found.group(1)])
+        if variable is not None:
+            return (
+                f"{variable}: not valid JSON (a section's variable holds a JSON "
+                f"object); the variable sets {found.group(1)}"
+            )
+    return f"{SETTINGS_FILE}: {exc}"
 
 
 def _problem(error: ErrorDetails, given: Collection[str]) -> str:
