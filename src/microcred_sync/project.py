@@ -111,10 +111,11 @@ def _load_mappings(root: Path) -> dict[str, MappingSpec]:
 def _yaml_files(root: Path, folder: Path) -> list[Path]:
     """The ``.yaml`` files of ``folder``, in name order. A ``.yml`` file there is an
     error naming it: its job would otherwise find no file of that name."""
-    for path in sorted((root / folder).glob("*.yml")):
+    misnamed = sorted((root / folder).glob("*.yml"))
+    if misnamed:
         raise ConfigError(
-            f"{folder / path.name}: files in {folder}/ end in .yaml; rename it "
-            f"{path.stem}.yaml"
+            f"{folder / misnamed[0].name}: files in {folder}/ end in .yaml; "
+            f"rename it {misnamed[0].stem}.yaml"
         )
     return sorted((root / folder).glob("*.yaml"))
 

@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql.dml import OnConflictDoUpdate
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
@@ -86,8 +86,8 @@ def make_engine(url: str, purpose: str = "") -> Engine:
     Raises ConfigError when the URL's driver is unknown or not installed; no
     connection is made yet.
     """
-    _check_backend(url)
-    if make_url(url).database in (None, "", ":memory:") and url.startswith("sqlite"):
+    parsed = _supported_url(url)
+    if parsed.database in (None, "", ":memory:") and url.startswith("sqlite"):
         return _new_engine(url, None)
     with _SHARED_LOCK:
         if _SHARED is None:
@@ -112,21 +112,23 @@ def release_engine(engine: Engine) -> None:
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 
 
-def _check_backend(url: str) -> None:
-    """Raise ConfigError unless ``url`` is a URL of a supported database."""
+def _supported_url(url: str) -> URL:
+    """``url`` parsed; ConfigError unless it is a URL of a supported database."""
     try:
-        backend = make_url(url).get_backend_name()
+        parsed = make_url(url)
     except ArgumentError:
         raise ConfigError(
             "the database URL is not a URL (sqlite:///path or "
             "postgresql+psycopg://user@host/name)"
         ) from None
+    backend = parsed.get_backend_name()
     if backend not in SUPPORTED_BACKENDS:
         # The URL is not shown: it may hold a password.
         raise ConfigError(
             f"the database URL names {backend}: microcred-sync keeps its state "
             "and the sql platform on SQLite or PostgreSQL"
         )
+    return parsed
 
 
 def _new_engine(url: str, pool_size: int | None) -> Engine:

@@ -21,7 +21,6 @@ from ..changes import Change
 from ..connectors.base import Record, SourceContext
 from ..errors import (
     EXIT_CONFIG,
-    ApplyError,
     ConfigError,
     ReadError,
     RunStopped,
@@ -320,16 +319,13 @@ class _Run:
         self.heartbeat = lock.renew
         try:
             self._plan_and_apply(run_id, records, outcome)
-        except (ReadError, ApplyError) as exc:
-            outcome.status, outcome.error = "failed", str(exc)
-            log.error("run failed: %s", exc)
         except RunStopped as exc:
             outcome.status, outcome.error = "stopped", str(exc)
             log.warning("run stopped: %s", exc)
         except SyncError as exc:
-            # Met once the run had started: a setting wrong only now (a secret
-            # not set, read when the source connects), a lock lost. The run is
-            # failed like any other, and alerted on; a setting keeps exit 2.
+            # A read or a batch refused; or met only once the run had started: a
+            # setting (a secret not set, read when the source connects), a lost
+            # lock. The run is failed and alerted on; a setting keeps exit 2.
             outcome.status, outcome.error = "failed", str(exc)
             outcome.config_error = isinstance(exc, ConfigError)
             log.error("run failed: %s", exc)
