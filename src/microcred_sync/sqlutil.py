@@ -179,6 +179,12 @@ def _new_engine(url: str, pool_size: int | None) -> Engine:
     return engine
 
 
+def column_length(table: Table, name: str) -> int | None:
+    """The most characters column ``name`` of ``table`` holds (None: no limit)."""
+    length = getattr(table.c[name].type, "length", None)
+    return int(length) if length is not None else None
+
+
 def dialect_insert(
     connection: Connection, table: Table
 ) -> sqlite.Insert | postgresql.Insert:

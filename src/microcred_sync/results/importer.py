@@ -34,6 +34,7 @@ from ..changes import learner_id
 from ..errors import ConfigError
 from ..partners import Program
 from ..platform.tables import results as results_table
+from ..sqlutil import column_length
 from ..statements.errors import ScormDataError
 from ..statements.scorm import translate
 from .records import AwardRecord, ResultRecord, Score, award_id, result_id
@@ -174,9 +175,16 @@ def _json_rows(name: str, stream: Iterable[str]) -> Iterator[_Row]:
         yield _Row(location, document)
 
 
-def _check_length(value: str, name: str, column: str) -> None:
+#: The longest texts the platform keeps for a result's fields, by field.
+_LENGTHS = {
+    "activity": column_length(results_table, "activity_iri"),
+    "duration": column_length(results_table, "duration"),
+}
+
+
+def _check_length(value: str, name: str) -> None:
     """A value longer than the platform's column holds is refused, never cut."""
-    length = getattr(results_table.c[column].type, "length", None)
+    length = _LENGTHS[name]
     if length is not None and len(value) > length:
         raise RowProblem(f"{name}: longer than {length} characters")
 
@@ -217,7 +225,7 @@ def parse_row(
     activity = _text(fields, "activity") or program.activity_iri
     if not re.match(r"^[a-z][a-z0-9+.-]*:\S+$", activity):
         raise RowProblem("activity: not an IRI")
-    _check_length(activity, "activity", "activity_iri")
+    _check_length(activity, "activity")
     score = Score(
         _number(fields, "score_raw"),
         _number(fields, "score_min"),
@@ -229,7 +237,7 @@ def parse_row(
     if duration is not None and not _DURATION.match(duration):
         raise RowProblem("duration: not an ISO 8601 duration (PT1H30M)")
     if duration is not None:
-        _check_length(duration, "duration", "duration")
+        _check_length(duration, "duration")
     scorm = _scorm(fields.get("scorm"))
     if scorm:
         try:

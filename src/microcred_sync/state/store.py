@@ -20,6 +20,7 @@ from sqlalchemy import Engine, Row, and_, func, or_, select, update
 from ..changes import Change, Snapshot, SnapshotHead
 from ..migrations import STATE, name_failures, prepare, require_current
 from ..sqlutil import (
+    column_length,
     driver_rows,
     execute_many,
     make_engine,
@@ -743,9 +744,8 @@ def _run_info(row: Row[Any]) -> RunInfo:
 
 
 #: How much of a quarantined record's place and key the quarantine keeps.
-_QUARANTINE_LENGTHS: dict[str, int | None] = {
-    name: getattr(quarantine.c[name].type, "length", None)
-    for name in ("location", "source_key")
+_QUARANTINE_LENGTHS = {
+    name: column_length(quarantine, name) for name in ("location", "source_key")
 }
 
 
